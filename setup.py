@@ -1,0 +1,29 @@
+from setuptools import setup
+
+setup(
+    name="ssedemo",
+    version="0.1.0",
+    description="A Server-Sent Events server on Twisted and Klein, run as a twistd plugin.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    # twisted.plugins is a namespace shared with Twisted: no __init__.py, so
+    # it must be listed by hand.
+    packages=["sse_twisted", "twisted.plugins"],
+    # sse_twisted/static links to the top-level static/ directory; building
+    # a wheel copies the files in, so both install modes serve the page.
+    package_data={"sse_twisted": ["static/*", "py.typed"], "twisted.plugins": ["ssedemo_plugin.py"]},
+    install_requires=["twisted>=24.7", "klein>=24.8"],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-twisted>=1.14",
+            "pytest-cov>=5",
+            "hypothesis>=6.100",
+            "playwright>=1.45",
+            "ruff>=0.6",
+            "mypy>=1.11",
+        ],
+    },
+)

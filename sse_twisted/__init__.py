@@ -1,0 +1,3 @@
+"""
+ssedemo: a Server-Sent Events server on Twisted and Klein.
+"""

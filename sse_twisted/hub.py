@@ -1,0 +1,301 @@
+"""
+The hub: the registry of open streams, the history of recent events, and the
+fan-out of each published event to the streams subscribed to its topic.
+
+The hub knows nothing of HTTP. It delivers bytes to L{EventSink}s, so that an
+HTTP response, a fake in a test, or later a feed from another process can all
+plug into it. Each event is encoded exactly once, and the same C{bytes}
+object is handed to every recipient.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from itertools import islice
+from typing import NamedTuple, Protocol
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from sse_twisted.event import encode_comment, encode_event
+
+DEFAULT_TOPIC = "default"
+"""The topic of streams that name none, and of the demo's messages."""
+
+RESYNC_EVENT = "resync"
+"""
+The event type sent to a resuming client whose C{Last-Event-ID} is not in
+the history any more (or never was): events may have been missed, and the
+application should fetch its state afresh. Its data is a JSON object with
+the C{lastEventId} the client sent.
+"""
+
+
+class EventSink(Protocol):
+    """
+    One open stream, as the hub sees it.
+    """
+
+    def write(self, data: bytes) -> None:
+        """
+        Queue C{data} for the client. Must not raise when the client is gone.
+        """
+
+    def close(self, farewell: bytes = b"") -> None:
+        """
+        Write C{farewell}, then end the stream.
+        """
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """
+    What became of one published event.
+
+    @ivar id: The id assigned to the event.
+    @ivar delivered: The number of streams it was written to.
+    """
+
+    id: str
+    delivered: int
+
+
+class _Record(NamedTuple):
+    seq: int
+    topic: str
+    wire: bytes
+
+
+@dataclass
+class _Subscription:
+    topics: tuple[str, ...]
+    quiet_since: float
+
+
+class Hub:
+    """
+    The registry of open streams and the fan-out of events to them.
+
+    Event ids are C{"<instance>-<sequence>"}: the sequence increases strictly
+    within one hub, and the instance part tells a hub's ids from those of an
+    earlier run, so that a client resuming after a restart is told it may have
+    missed events instead of being silently given the wrong ones.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        history: int = 1000,
+        instance: str | None = None,
+    ) -> None:
+        """
+        @param clock: The source of time, for keep-alive bookkeeping.
+        @param history: How many published events are kept for resuming
+            clients; C{0} turns resuming off.
+        @param instance: The prefix of this hub's event ids; by default
+            derived from the wall-clock time of its creation.
+        """
+        if history < 0:
+            raise ValueError("history must not be negative")
+        self._clock = clock
+        self._instance = instance if instance is not None else _time_token()
+        self._history: deque[_Record] = deque(maxlen=history)
+        self._seq = 0
+        self._subscribers: dict[str, set[EventSink]] = {}
+        self._subscriptions: dict[EventSink, _Subscription] = {}
+        self._last_delivery: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        """
+        @return: The number of open streams.
+        """
+        return len(self._subscriptions)
+
+    @property
+    def last_id(self) -> str | None:
+        """
+        The id of the most recently published event, or L{None}.
+        """
+        return self._id(self._seq) if self._seq else None
+
+    def subscribe(
+        self,
+        sink: EventSink,
+        topics: Iterable[str] = (DEFAULT_TOPIC,),
+        last_event_id: str | None = None,
+    ) -> None:
+        """
+        Register C{sink} for the events of C{topics}.
+
+        When C{last_event_id} is given, the events of those topics published
+        after it are written to C{sink} first, in order; if the hub cannot
+        tell which events came after it, a L{RESYNC_EVENT} is written instead.
+        Replay and registration happen in one step, so no event published
+        meanwhile is missed or repeated.
+
+        @param sink: The stream.
+        @param topics: The topic names; duplicates are ignored.
+        @param last_event_id: The id of the last event the client received.
+        """
+        topics = tuple(dict.fromkeys(topics))
+        if last_event_id:
+            for wire in self._replay(last_event_id, topics):
+                sink.write(wire)
+        self._subscriptions[sink] = _Subscription(topics, self._clock.seconds())
+        for topic in topics:
+            self._subscribers.setdefault(topic, set()).add(sink)
+        self.log.info(
+            "stream opened on {topics} ({count} open)",
+            topics=",".join(topics),
+            count=len(self),
+        )
+
+    def unsubscribe(self, sink: EventSink) -> None:
+        """
+        Forget C{sink}; nothing more is written to it. Unknown sinks are
+        ignored, so this may be called more than once.
+
+        @param sink: The stream.
+        """
+        subscription = self._subscriptions.pop(sink, None)
+        if subscription is None:
+            return
+        for topic in subscription.topics:
+            sinks = self._subscribers[topic]
+            sinks.discard(sink)
+            if not sinks:
+                del self._subscribers[topic]
+        self.log.info("stream closed ({count} open)", count=len(self))
+
+    def publish(
+        self, data: str, *, event: str | None = None, topic: str = DEFAULT_TOPIC
+    ) -> Receipt:
+        """
+        Give the event the next id, keep it in the history, and write it to
+        every stream subscribed to C{topic}.
+
+        @param data: The payload.
+        @param event: The event type, or L{None} for C{message}.
+        @param topic: The topic.
+        @return: The event's id and how many streams it was written to.
+        @raise sse_twisted.event.InvalidEventField: If the event cannot be
+            encoded; nothing is published then.
+        """
+        seq = self._seq + 1
+        wire = encode_event(data, event=event, id=self._id(seq))
+        self._seq = seq
+        self._history.append(_Record(seq, topic, wire))
+        return Receipt(self._id(seq), self._deliver(topic, wire))
+
+    def broadcast(
+        self, data: str, *, event: str | None = None, topic: str = DEFAULT_TOPIC
+    ) -> int:
+        """
+        Write a passing event, without id and not kept for replay, to every
+        stream subscribed to C{topic}. Such events leave the client's
+        C{Last-Event-ID} as it was.
+
+        @param data: The payload.
+        @param event: The event type, or L{None} for C{message}.
+        @param topic: The topic.
+        @return: How many streams it was written to.
+        """
+        return self._deliver(topic, encode_event(data, event=event))
+
+    def send_keepalives(self, idle: float) -> int:
+        """
+        Write a comment to every stream to which nothing has been written for
+        at least C{idle} seconds, so that proxies do not cut it.
+
+        Called every C{idle} seconds, this keeps every stream from staying
+        silent for much more than twice C{idle}.
+
+        @param idle: The silence, in seconds, that earns a comment.
+        @return: How many streams got one.
+        """
+        now = self._clock.seconds()
+        comment = encode_comment()
+        quiet = []
+        for sink, subscription in self._subscriptions.items():
+            last = max(
+                (self._last_delivery.get(t, 0.0) for t in subscription.topics),
+                default=0.0,
+            )
+            if now - max(last, subscription.quiet_since) >= idle:
+                quiet.append((sink, subscription))
+        for sink, subscription in quiet:
+            subscription.quiet_since = now
+            sink.write(comment)
+        return len(quiet)
+
+    def close_all(self, farewell: Callable[[], bytes] = bytes) -> None:
+        """
+        End every open stream, writing a farewell to each first.
+
+        @param farewell: Makes the last bytes for each stream, such as a
+            C{retry:} field; by default nothing.
+        """
+        for sink in list(self._subscriptions):
+            self.unsubscribe(sink)
+            sink.close(farewell())
+
+    def _deliver(self, topic: str, wire: bytes) -> int:
+        sinks = tuple(self._subscribers.get(topic, ()))
+        self._last_delivery[topic] = self._clock.seconds()
+        failed = []
+        for sink in sinks:
+            try:
+                sink.write(wire)
+            except Exception:
+                self.log.failure("dropping a stream that failed a write")
+                failed.append(sink)
+        for sink in failed:
+            self.unsubscribe(sink)
+        return len(sinks) - len(failed)
+
+    def _id(self, seq: int) -> str:
+        return f"{self._instance}-{seq}"
+
+    def _replay(self, last_event_id: str, topics: tuple[str, ...]) -> list[bytes]:
+        seq = self._parse(last_event_id)
+        first = self._seq - len(self._history) + 1
+        if seq is None or seq < first - 1:
+            self.log.info(
+                "cannot resume after {id}: sending {event}",
+                id=last_event_id,
+                event=RESYNC_EVENT,
+            )
+            return [
+                encode_event(
+                    json.dumps({"lastEventId": last_event_id}),
+                    event=RESYNC_EVENT,
+                    id=self.last_id or "",
+                )
+            ]
+        wanted = set(topics)
+        return [
+            record.wire
+            for record in islice(self._history, seq - first + 1, None)
+            if record.topic in wanted
+        ]
+
+    def _parse(self, event_id: str) -> int | None:
+        instance, _, seq = event_id.rpartition("-")
+        if instance != self._instance or not _is_sequence(seq):
+            return None
+        number = int(seq)
+        return number if number <= self._seq else None
+
+
+def _is_sequence(text: str) -> bool:
+    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
+
+
+def _time_token() -> str:
+    return format(time.time_ns() // 1_000_000, "x")

@@ -1,0 +1,106 @@
+"""
+The running server: the web endpoint, the hub's timers, and a graceful stop.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+
+from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
+from twisted.internet.task import deferLater
+from twisted.web.resource import IResource
+from twisted.web.server import Site
+
+from sse_twisted.event import encode_retry
+from sse_twisted.hub import Hub
+
+HEARTBEAT = json.dumps({"message": "Hello hello!"})
+
+DRAIN_SECONDS = 0.2
+"""How long a stop waits for the last bytes to reach the closed streams."""
+
+
+class StreamCloser(Service):
+    """
+    Ends every open stream when the server stops, telling each client to come
+    back after a random delay between one and two retry intervals, so that a
+    restart is not met by all clients at once.
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        clock: IReactorTime,
+        retry: int,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        """
+        @param hub: The hub whose streams are ended.
+        @param clock: Used to wait for the farewells to be written.
+        @param retry: The usual reconnection delay, in milliseconds.
+        @param jitter: Returns a fraction in [0, 1) of extra delay.
+        """
+        self._hub = hub
+        self._clock = clock
+        self._retry = retry
+        self._jitter = jitter
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        self._hub.close_all(
+            lambda: encode_retry(int(self._retry * (1 + self._jitter())))
+        )
+        return deferLater(self._clock, DRAIN_SECONDS, lambda: None)
+
+
+def _every(
+    seconds: float, call: Callable[..., object], *args: object, clock: IReactorTime
+) -> TimerService:
+    timer = TimerService(seconds, call, *args)
+    timer.clock = clock
+    return timer
+
+
+def sse_service(
+    hub: Hub,
+    resource: IResource,
+    endpoint: IStreamServerEndpoint,
+    *,
+    clock: IReactorTime,
+    heartbeat: float,
+    keepalive: float,
+    retry: int,
+) -> MultiService:
+    """
+    Assemble the server.
+
+    @param hub: The hub the routes in C{resource} publish to.
+    @param resource: The root web resource.
+    @param endpoint: Where to listen.
+    @param clock: The reactor's clock, for the timers.
+    @param heartbeat: Seconds between demo heartbeats; C{0} for none.
+    @param keepalive: The longest silence, in seconds, before an open stream
+        gets a comment; C{0} for none.
+    @param retry: The clients' reconnection delay, in milliseconds.
+    @return: A service that runs all of it, and ends the open streams
+        gracefully when stopped.
+    """
+    server = MultiService()
+    if heartbeat:
+        _every(heartbeat, hub.broadcast, HEARTBEAT, clock=clock).setServiceParent(
+            server
+        )
+    if keepalive:
+        half = keepalive / 2
+        _every(half, hub.send_keepalives, half, clock=clock).setServiceParent(server)
+    StreamCloser(hub, clock, retry).setServiceParent(server)
+    site = Site(resource)
+    site.displayTracebacks = False
+    # Stopped first: no new stream is accepted while the others are ended.
+    StreamServerEndpointService(endpoint, site).setServiceParent(server)
+    return server

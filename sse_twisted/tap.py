@@ -1,0 +1,193 @@
+"""
+The C{twistd ssedemo} command line: options and the service they describe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IReactorTime
+from twisted.python import usage
+from twisted.python.filepath import FilePath
+
+from sse_twisted.app import Settings, SSEApp
+from sse_twisted.hub import Hub
+from sse_twisted.service import sse_service
+
+BUNDLED_STATIC = Path(__file__).parent / "static"
+"""The client page shipped with the package."""
+
+DEFAULT_BACKLOG = 4096
+"""
+The listen queue given to TCP endpoints that name none. Twisted's own
+default of 50 overflows when thousands of clients connect at once.
+"""
+
+_MAX_RETRY = 24 * 60 * 60 * 1000
+_MAX_HISTORY = 1_000_000
+
+
+def endpoint_description(port: str) -> str:
+    """
+    Turn C{--port} into a server endpoint description: a bare number means
+    TCP on that port, and TCP endpoints get L{DEFAULT_BACKLOG} unless they
+    name a C{backlog} of their own.
+
+    @param port: A port number or any endpoint description.
+    @return: The endpoint description.
+    """
+    if port.isdigit():
+        port = f"tcp:{port}"
+    kind = port.partition(":")[0]
+    if kind in ("tcp", "tcp6") and "backlog=" not in port:
+        port += f":backlog={DEFAULT_BACKLOG}"
+    return port
+
+
+class Options(usage.Options):
+    """
+    Options for C{twistd ssedemo}.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serve Server-Sent Events: the demo page at /, the event stream at"
+        " /sse, the demo's POST /api and the POST /publish API."
+    )
+    optFlags = [
+        ["protect-api", None, "Require the publish token on POST /api too."],
+    ]
+    optParameters: list[list[Any]] = [
+        [
+            "port",
+            "p",
+            "8080",
+            "Where to listen: a port number, or a Twisted server endpoint"
+            " description such as tcp:8080:interface=127.0.0.1 or"
+            f" ssl:8443:privateKey=key.pem (TCP backlog {DEFAULT_BACKLOG} unless"
+            " given).",
+        ],
+        [
+            "heartbeat",
+            None,
+            3.0,
+            "Seconds between demo heartbeats (Hello hello!); 0 turns them off.",
+            float,
+        ],
+        [
+            "keepalive",
+            None,
+            15.0,
+            "Longest silence on a stream, in seconds, before a comment is"
+            " written to keep proxies from cutting it; 0 turns it off.",
+            float,
+        ],
+        ["static", None, None, "Directory served at / instead of the bundled page."],
+        ["max-body", None, 64 * 1024, "Largest request body, in bytes.", int],
+        [
+            "history",
+            None,
+            1000,
+            "Events kept for clients that resume with Last-Event-ID; 0 turns"
+            " resuming off.",
+            int,
+        ],
+        ["retry", None, 3000, "Reconnection delay told to clients, in ms.", int],
+        [
+            "publish-token",
+            None,
+            None,
+            "Bearer token that POST /publish requires (visible in the process"
+            " list: prefer --publish-token-file).",
+        ],
+        [
+            "publish-token-file",
+            None,
+            None,
+            "File holding the bearer token that POST /publish requires.",
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["cors-origin"] = []
+
+    def opt_cors_origin(self, origin: str) -> None:
+        "Let pages from this origin (https://app.example) use /sse and /publish; repeat for more, or give * for any origin, then without credentials. Without it, no CORS headers are sent."  # noqa: E501
+        self["cors-origin"].append(origin)
+
+    def postOptions(self) -> None:
+        self["port"] = endpoint_description(self["port"])
+        try:
+            serverFromString(None, self["port"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise usage.UsageError(f"--port: {e}") from e
+        _check_range(self, "heartbeat", 0, 86400)
+        _check_range(self, "keepalive", 0, 86400)
+        _check_range(self, "max-body", 1, 1 << 30)
+        _check_range(self, "history", 0, _MAX_HISTORY)
+        _check_range(self, "retry", 0, _MAX_RETRY)
+        static = Path(self["static"]) if self["static"] else BUNDLED_STATIC
+        if not static.is_dir():
+            raise usage.UsageError(f"--static: {static} is not a directory")
+        self["static"] = static
+        self["publish-token"] = self._token()
+
+    def _token(self) -> bytes | None:
+        if self["publish-token"] and self["publish-token-file"]:
+            raise usage.UsageError(
+                "give --publish-token or --publish-token-file, not both"
+            )
+        token: str | None = self["publish-token"]
+        if self["publish-token-file"]:
+            try:
+                token = Path(self["publish-token-file"]).read_text().strip()
+            except OSError as e:
+                raise usage.UsageError(f"--publish-token-file: {e}") from e
+        if token is None:
+            if self["protect-api"]:
+                raise usage.UsageError("--protect-api needs a publish token")
+            return None
+        if not token or any(c.isspace() for c in token):
+            raise usage.UsageError("the publish token must be one word")
+        return token.encode("utf-8")
+
+
+def _check_range(options: Options, name: str, low: float, high: float) -> None:
+    if not low <= options[name] <= high:
+        raise usage.UsageError(f"--{name} must be between {low} and {high}")
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """
+    Build the server that C{options} describe.
+
+    @param options: Parsed L{Options}.
+    @param reactor: The reactor to listen with and to time by; the global
+        one by default.
+    @return: The service for C{twistd} to run.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    clock: IReactorTime = reactor
+    hub = Hub(clock, history=options["history"])
+    settings = Settings(
+        static=FilePath(str(options["static"])),
+        max_body=options["max-body"],
+        retry=options["retry"],
+        publish_token=options["publish-token"],
+        protect_api=options["protect-api"],
+        cors_origins=tuple(options["cors-origin"]),
+    )
+    return sse_service(
+        hub,
+        SSEApp(hub, settings).resource(),
+        serverFromString(reactor, options["port"]),
+        clock=clock,
+        heartbeat=options["heartbeat"],
+        keepalive=options["keepalive"],
+        retry=options["retry"],
+    )
