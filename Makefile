@@ -44,3 +44,8 @@ test: $(STAMP) check-chromium lint
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage
+
+# The load benchmark: ssedemo against its peers, several repetitions.
+# Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--clients 1000".
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
