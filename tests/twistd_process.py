@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +37,8 @@ class TwistdServer:
         self.workdir = Path(tempfile.mkdtemp(prefix="ssedemo-"))
         self.process: subprocess.Popen[bytes] | None = None
         self.output = b""
+        self._listening = threading.Event()
+        self._reader: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -57,22 +59,25 @@ class TwistdServer:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        self.port = int(self._read_until(_LISTENING).group(1))
+        self._listening.clear()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        if not self._listening.wait(DEADLINE):
+            self.stop()
+            raise AssertionError(f"twistd did not start:\n{self.output.decode()}")
         return self
 
-    def _read_until(self, pattern: re.Pattern[bytes]) -> re.Match[bytes]:
+    def _drain(self) -> None:
+        """
+        Collect the output (so the pipe never fills) and note the port.
+        """
         assert self.process is not None and self.process.stdout is not None
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
+        for line in self.process.stdout:
             self.output += line
-            match = pattern.search(line)
-            if match:
-                return match
-        self.stop()
-        raise AssertionError(f"twistd did not start:\n{self.output.decode()}")
+            match = _LISTENING.search(line)
+            if match and not self._listening.is_set():
+                self.port = int(match.group(1))
+                self._listening.set()
 
     def health(self) -> dict[str, object]:
         with urllib.request.urlopen(self.url + "/health", timeout=5) as response:
@@ -89,9 +94,10 @@ class TwistdServer:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            rest, _ = self.process.communicate(timeout=DEADLINE)
+            self.process.wait(timeout=DEADLINE)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            rest, _ = self.process.communicate()
-        self.output += rest or b""
+            self.process.wait(timeout=DEADLINE)
+        if self._reader is not None:
+            self._reader.join(DEADLINE)
         return self.process.returncode
