@@ -1,10 +1,12 @@
+from pathlib import Path
+
 from setuptools import setup
 
 setup(
     name="ssedemo",
     version="0.1.0",
-    description="A Server-Sent Events server on Twisted and Klein, run as a twistd plugin.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    description="A Server-Sent Events server on Twisted and Klein, as a twistd plugin.",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
@@ -13,7 +15,10 @@ setup(
     packages=["sse_twisted", "twisted.plugins"],
     # sse_twisted/static links to the top-level static/ directory; building
     # a wheel copies the files in, so both install modes serve the page.
-    package_data={"sse_twisted": ["static/*", "py.typed"], "twisted.plugins": ["ssedemo_plugin.py"]},
+    package_data={
+        "sse_twisted": ["static/*", "py.typed"],
+        "twisted.plugins": ["ssedemo_plugin.py"],
+    },
     install_requires=["twisted>=24.7", "klein>=24.8"],
     extras_require={
         "test": [
@@ -24,6 +29,7 @@ setup(
             "playwright>=1.45",
             "ruff>=0.6",
             "mypy>=1.11",
+            "mypy-zope>=1.0",
         ],
     },
 )

@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,9 +19,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource, Resource
+from twisted.web.resource import IResource, Resource, getChildForRequest
+from twisted.web.server import Request, Site
 from twisted.web.static import File
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from sse_twisted.event import InvalidEventField, encode_event, encode_retry
 from sse_twisted.hub import DEFAULT_TOPIC, Hub
@@ -93,12 +95,30 @@ class _ErrorResource(Resource):
 _NOT_FOUND = _ErrorResource(404, "not found")
 
 
+class _BodyLimitedRequest(Request):
+    """
+    A request that keeps no more of its body than one byte over the limit:
+    enough for the route to answer 413, while an oversized upload costs
+    neither memory nor disk.
+    """
+
+    def __init__(self, *args: Any, max_body: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._room = max_body + 1
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._room > 0:
+            kept = data[: self._room]
+            self._room -= len(kept)
+            super().handleContentChunk(kept)
+
+
 class _StaticFiles(File):
     """
     The client page: read-only, without directory listings, JSON errors.
     """
 
-    childNotFound = _NOT_FOUND
+    childNotFound = _NOT_FOUND  # type: ignore[assignment]
 
     def directoryListing(self) -> Resource:
         return _NOT_FOUND
@@ -117,15 +137,35 @@ class SSEApp:
         self.settings = settings
         self._opening = encode_retry(settings.retry) + encode_event(GREETING)
 
-    def resource(self) -> IResource:
+    def site(self) -> Site:
         """
-        @return: The root resource, for a L{twisted.web.server.Site}.
+        @return: The web site serving these routes.
         """
-        return self.app.resource()
+        site = Site(
+            self.app.resource(),
+            requestFactory=partial(
+                _BodyLimitedRequest, max_body=self.settings.max_body
+            ),
+        )
+        site.displayTracebacks = False
+        return site
+
+    @app.handle_errors(NotFound)
+    def static(self, request: IRequest, failure: Failure) -> IResource:
+        """
+        Serve the files of the static directory (the client page) at every
+        path that no route claims.
+        """
+        found = getChildForRequest(_StaticFiles(self.settings.static.path), request)
+        if found is _NOT_FOUND or request.method in (b"GET", b"HEAD"):
+            return found
+        request.setHeader("Allow", "GET, HEAD")
+        return _ErrorResource(405, "method not allowed")
 
     @app.handle_errors(_RequestError)
     def _request_error(self, request: IRequest, failure: Failure) -> bytes:
         error = failure.value
+        assert isinstance(error, _RequestError)
         for name, value in error.headers:
             request.setHeader(name, value)
         return _error_body(request, error.code, error.message)
@@ -133,6 +173,7 @@ class SSEApp:
     @app.handle_errors(HTTPException)
     def _http_error(self, request: IRequest, failure: Failure) -> bytes:
         error = failure.value
+        assert isinstance(error, HTTPException)
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             request.setHeader("Allow", ", ".join(error.valid_methods))
         return _error_body(request, error.code or 500, error.name.lower())
@@ -142,7 +183,7 @@ class SSEApp:
         return _error_body(request, 400, str(failure.value))
 
     @app.route("/sse", methods=["GET", "HEAD"])
-    def stream(self, request: IRequest) -> Any:
+    def stream(self, request: Request) -> Any:
         """
         Open an event stream: C{retry:}, the greeting, the events missed
         since C{Last-Event-ID} (or C{?lastEventId=}), then live events.
@@ -225,13 +266,6 @@ class SSEApp:
             {"status": "ok", "streams": len(self.hub), "lastEventId": self.hub.last_id},
         )
 
-    @app.route("/", branch=True, methods=["GET", "HEAD"])
-    def static(self, request: IRequest) -> IResource:
-        """
-        Serve the client page and its script.
-        """
-        return _StaticFiles(self.settings.static.path)
-
     def _topics(self, request: IRequest) -> list[str]:
         topics = [t.decode("utf-8", "replace") for t in request.args.get(b"topic", [])]
         if len(topics) > _MAX_TOPICS:
@@ -285,9 +319,6 @@ class SSEApp:
                 415, f"Content-Type must be {wanted}, not {media_type!r}"
             )
         limit = self.settings.max_body
-        declared = request.getHeader("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _RequestError(413, f"body larger than {limit} bytes")
         body: bytes = request.content.read(limit + 1)
         if len(body) > limit:
             raise _RequestError(413, f"body larger than {limit} bytes")

@@ -88,6 +88,6 @@ def encode_comment(text: str = "") -> bytes:
     @param text: The comment; line breaks split it into several comments.
     @return: The wire bytes.
     """
-    return (
-        "".join(f":{line}\n" for line in _LINE_BREAK.split(text)) + "\n"
-    ).encode("utf-8")
+    return ("".join(f":{line}\n" for line in _LINE_BREAK.split(text)) + "\n").encode(
+        "utf-8"
+    )

@@ -13,7 +13,6 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
 from twisted.internet.task import deferLater
-from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from sse_twisted.event import encode_retry
@@ -68,7 +67,7 @@ def _every(
 
 def sse_service(
     hub: Hub,
-    resource: IResource,
+    site: Site,
     endpoint: IStreamServerEndpoint,
     *,
     clock: IReactorTime,
@@ -79,8 +78,8 @@ def sse_service(
     """
     Assemble the server.
 
-    @param hub: The hub the routes in C{resource} publish to.
-    @param resource: The root web resource.
+    @param hub: The hub the site publishes to.
+    @param site: The web site.
     @param endpoint: Where to listen.
     @param clock: The reactor's clock, for the timers.
     @param heartbeat: Seconds between demo heartbeats; C{0} for none.
@@ -99,8 +98,6 @@ def sse_service(
         half = keepalive / 2
         _every(half, hub.send_keepalives, half, clock=clock).setServiceParent(server)
     StreamCloser(hub, clock, retry).setServiceParent(server)
-    site = Site(resource)
-    site.displayTracebacks = False
     # Stopped first: no new stream is accepted while the others are ended.
     StreamServerEndpointService(endpoint, site).setServiceParent(server)
     return server

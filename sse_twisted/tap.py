@@ -184,7 +184,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     )
     return sse_service(
         hub,
-        SSEApp(hub, settings).resource(),
+        SSEApp(hub, settings).site(),
         serverFromString(reactor, options["port"]),
         clock=clock,
         heartbeat=options["heartbeat"],

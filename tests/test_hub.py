@@ -1,0 +1,312 @@
+"""
+Tests for L{sse_twisted.hub.Hub}: registry, fan-out, history and resume.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sse_parser import parse
+from twisted.internet.task import Clock
+
+from sse_twisted.event import InvalidEventField
+from sse_twisted.hub import RESYNC_EVENT, Hub
+
+
+class FakeSink:
+    """
+    An L{EventSink} that remembers what it was given.
+    """
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed_with: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self, farewell: bytes = b"") -> None:
+        self.closed_with = farewell
+
+    def data(self) -> list[str]:
+        return [e.data for e in parse(b"".join(self.writes)).events]
+
+    def events(self) -> list[tuple[str, str, str]]:
+        return [
+            (e.type, e.data, e.last_event_id)
+            for e in parse(b"".join(self.writes)).events
+        ]
+
+
+class BrokenSink(FakeSink):
+    def write(self, data: bytes) -> None:
+        raise ConnectionError("gone")
+
+
+def make_hub(history: int = 1000) -> tuple[Hub, Clock]:
+    clock = Clock()
+    return Hub(clock, history=history, instance="t"), clock
+
+
+def test_publish_reaches_every_subscriber_with_one_shared_bytes() -> None:
+    """
+    One publish is written to every open stream of its topic, as the very
+    same C{bytes} object: encoded once, not per recipient.
+    """
+    hub, _ = make_hub()
+    sinks = [FakeSink() for _ in range(3)]
+    for sink in sinks:
+        hub.subscribe(sink)
+    receipt = hub.publish("hello")
+    assert receipt.delivered == 3
+    assert all(sink.writes[0] is sinks[0].writes[0] for sink in sinks)
+    assert sinks[0].events() == [("message", "hello", "t-1")]
+
+
+def test_ids_increase_strictly() -> None:
+    """
+    Each published event gets the next id.
+    """
+    hub, _ = make_hub()
+    ids = [hub.publish(str(n)).id for n in range(3)]
+    assert ids == ["t-1", "t-2", "t-3"]
+    assert hub.last_id == "t-3"
+
+
+def test_unsubscribe_shrinks_the_registry() -> None:
+    """
+    A stream that leaves gets nothing more, and the count of open streams
+    drops; leaving twice is harmless.
+    """
+    hub, _ = make_hub()
+    stays, leaves = FakeSink(), FakeSink()
+    hub.subscribe(stays)
+    hub.subscribe(leaves)
+    assert len(hub) == 2
+    hub.unsubscribe(leaves)
+    hub.unsubscribe(leaves)
+    assert len(hub) == 1
+    assert hub.publish("x").delivered == 1
+    assert leaves.writes == []
+
+
+def test_failing_write_does_not_affect_others() -> None:
+    """
+    A stream whose write raises is dropped; the others still get the event.
+    """
+    hub, _ = make_hub()
+    broken, healthy = BrokenSink(), FakeSink()
+    hub.subscribe(broken)
+    hub.subscribe(healthy)
+    assert hub.publish("x").delivered == 1
+    assert healthy.data() == ["x"]
+    assert len(hub) == 1
+
+
+def test_broadcast_has_no_id_and_is_not_replayed() -> None:
+    """
+    A passing event (the demo heartbeat) carries no id, so it does not move
+    the client's Last-Event-ID, and is not kept for replay.
+    """
+    hub, _ = make_hub()
+    early = FakeSink()
+    hub.subscribe(early)
+    hub.publish("kept")
+    hub.broadcast("passing")
+    assert early.events() == [("message", "kept", "t-1"), ("message", "passing", "t-1")]
+    late = FakeSink()
+    hub.subscribe(late, last_event_id="t-0")
+    assert late.data() == ["kept"]
+
+
+def test_invalid_event_publishes_nothing() -> None:
+    """
+    An event that cannot be encoded raises and uses up no id.
+    """
+    hub, _ = make_hub()
+    sink = FakeSink()
+    hub.subscribe(sink)
+    with pytest.raises(InvalidEventField):
+        hub.publish("x", event="a\nb")
+    assert sink.writes == []
+    assert hub.publish("y").id == "t-1"
+
+
+def test_topics_are_isolated() -> None:
+    """
+    A stream gets the events of its own topics only, each once even when
+    subscribed to several.
+    """
+    hub, _ = make_hub()
+    a, b, ab = FakeSink(), FakeSink(), FakeSink()
+    hub.subscribe(a, ["a"])
+    hub.subscribe(b, ["b"])
+    hub.subscribe(ab, ["a", "b", "a"])
+    hub.publish("to a", topic="a")
+    hub.publish("to b", topic="b")
+    hub.publish("to default")
+    assert a.data() == ["to a"]
+    assert b.data() == ["to b"]
+    assert ab.data() == ["to a", "to b"]
+
+
+def test_resume_replays_exactly_the_missed_events_then_live() -> None:
+    """
+    A client resuming after id N gets the events after N, in order, then
+    the live ones: no gap and no duplicate.
+    """
+    hub, _ = make_hub()
+    first = FakeSink()
+    hub.subscribe(first)
+    for n in range(1, 4):
+        hub.publish(f"event {n}")
+    last_seen = first.events()[0][2]
+    hub.unsubscribe(first)
+    for n in range(4, 6):
+        hub.publish(f"event {n}")
+    resumed = FakeSink()
+    hub.subscribe(resumed, last_event_id=last_seen)
+    hub.publish("event 6")
+    assert resumed.data() == [f"event {n}" for n in range(2, 7)]
+    assert [e[2] for e in resumed.events()] == [f"t-{n}" for n in range(2, 7)]
+
+
+def test_resume_respects_topics() -> None:
+    """
+    Replay holds only the events of the resuming stream's topics.
+    """
+    hub, _ = make_hub()
+    hub.publish("a1", topic="a")
+    hub.publish("b1", topic="b")
+    hub.publish("a2", topic="a")
+    resumed = FakeSink()
+    hub.subscribe(resumed, ["a"], last_event_id="t-0")
+    assert resumed.data() == ["a1", "a2"]
+
+
+def test_resume_at_the_latest_id_replays_nothing() -> None:
+    """
+    A client that missed nothing gets nothing replayed and no resync.
+    """
+    hub, _ = make_hub()
+    hub.publish("x")
+    sink = FakeSink()
+    hub.subscribe(sink, last_event_id="t-1")
+    assert sink.writes == []
+
+
+@pytest.mark.parametrize(
+    "last_event_id",
+    ["t-0", "other-5", "t-99", "garbage", "t-", "t-²", "t-" + "9" * 5000],
+)
+def test_stale_or_unknown_id_gets_a_resync_event(last_event_id: str) -> None:
+    """
+    When the hub cannot tell what came after the client's id (fell out of
+    the history, another server's id, an id from the future, junk), the
+    client gets one L{RESYNC_EVENT} carrying its id, whose own id is the
+    latest, so that the next reconnect resumes from there.
+    """
+    hub, _ = make_hub(history=2)
+    for n in range(3):
+        hub.publish(str(n))
+    sink = FakeSink()
+    hub.subscribe(sink, last_event_id=last_event_id)
+    [(kind, data, event_id)] = sink.events()
+    assert kind == RESYNC_EVENT
+    assert json.loads(data) == {"lastEventId": last_event_id}
+    assert event_id == "t-3"
+    hub.publish("live")
+    assert sink.data()[-1] == "live"
+
+
+def test_oldest_event_still_in_history_resumes() -> None:
+    """
+    The boundary: resuming just before the oldest kept event is lossless.
+    """
+    hub, _ = make_hub(history=2)
+    for n in range(1, 4):
+        hub.publish(str(n))
+    sink = FakeSink()
+    hub.subscribe(sink, last_event_id="t-1")
+    assert sink.data() == ["2", "3"]
+
+
+def test_history_zero_turns_resume_off() -> None:
+    """
+    With no history, any resume that may have missed something gets a
+    resync event; resuming at the latest id gets nothing.
+    """
+    hub, _ = make_hub(history=0)
+    hub.publish("1")
+    hub.publish("2")
+    stale, current = FakeSink(), FakeSink()
+    hub.subscribe(stale, last_event_id="t-1")
+    hub.subscribe(current, last_event_id="t-2")
+    assert [e[0] for e in stale.events()] == [RESYNC_EVENT]
+    assert current.writes == []
+
+
+def test_resync_before_any_event_clears_the_client_id() -> None:
+    """
+    With nothing published yet (a fresh server), a resync carries an empty
+    id, which clears the client's stale id.
+    """
+    hub, _ = make_hub()
+    sink = FakeSink()
+    hub.subscribe(sink, last_event_id="old-server-7")
+    assert sink.events()[0][2] == ""
+    assert sink.writes[0].startswith(b"event: resync\nid: \n")
+
+
+def test_keepalive_only_for_quiet_streams() -> None:
+    """
+    A comment goes to streams that have been silent for the idle time, not
+    to those that just got an event.
+    """
+    hub, clock = make_hub()
+    quiet, busy = FakeSink(), FakeSink()
+    hub.subscribe(quiet, ["quiet"])
+    hub.subscribe(busy, ["busy"])
+    clock.advance(10)
+    hub.publish("x", topic="busy")
+    clock.advance(5)
+    assert hub.send_keepalives(15) == 1
+    assert parse(b"".join(quiet.writes)).comments == [""]
+    assert busy.data() == ["x"]
+    assert parse(b"".join(busy.writes)).comments == []
+
+
+def test_keepalive_resets_the_silence() -> None:
+    """
+    After a comment, a stream is quiet again only after another idle time.
+    """
+    hub, clock = make_hub()
+    sink = FakeSink()
+    hub.subscribe(sink)
+    clock.advance(15)
+    assert hub.send_keepalives(15) == 1
+    clock.advance(10)
+    assert hub.send_keepalives(15) == 0
+    clock.advance(5)
+    assert hub.send_keepalives(15) == 1
+
+
+def test_close_all_says_farewell_and_empties_the_registry() -> None:
+    """
+    Every stream gets its own farewell and is closed; none stays registered.
+    """
+    hub, _ = make_hub()
+    sinks = [FakeSink() for _ in range(3)]
+    for sink in sinks:
+        hub.subscribe(sink)
+    farewells = iter([b"1", b"2", b"3"])
+    hub.close_all(lambda: next(farewells))
+    assert sorted(sink.closed_with or b"" for sink in sinks) == [b"1", b"2", b"3"]
+    assert len(hub) == 0
+    assert hub.publish("after").delivered == 0
+
+
+def test_negative_history_is_refused() -> None:
+    with pytest.raises(ValueError):
+        Hub(Clock(), history=-1)
