@@ -213,8 +213,8 @@ class Hub:
         Write a comment to every stream to which nothing has been written for
         at least C{idle} seconds, so that proxies do not cut it.
 
-        Called every C{idle} seconds, this keeps every stream from staying
-        silent for much more than twice C{idle}.
+        Called every quarter of C{idle}, this keeps every stream from staying
+        silent for more than 1.25 times C{idle}.
 
         @param idle: The silence, in seconds, that earns a comment.
         @return: How many streams got one.

@@ -83,8 +83,8 @@ def sse_service(
     @param endpoint: Where to listen.
     @param clock: The reactor's clock, for the timers.
     @param heartbeat: Seconds between demo heartbeats; C{0} for none.
-    @param keepalive: The longest silence, in seconds, before an open stream
-        gets a comment; C{0} for none.
+    @param keepalive: The silence, in seconds, after which an open stream
+        gets a comment (at most a quarter of it late); C{0} for none.
     @param retry: The clients' reconnection delay, in milliseconds.
     @return: A service that runs all of it, and ends the open streams
         gracefully when stopped.
@@ -95,8 +95,9 @@ def sse_service(
             server
         )
     if keepalive:
-        half = keepalive / 2
-        _every(half, hub.send_keepalives, half, clock=clock).setServiceParent(server)
+        _every(
+            keepalive / 4, hub.send_keepalives, keepalive, clock=clock
+        ).setServiceParent(server)
     StreamCloser(hub, clock, retry).setServiceParent(server)
     # Stopped first: no new stream is accepted while the others are ended.
     StreamServerEndpointService(endpoint, site).setServiceParent(server)

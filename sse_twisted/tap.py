@@ -81,8 +81,8 @@ class Options(usage.Options):
             "keepalive",
             None,
             15.0,
-            "Longest silence on a stream, in seconds, before a comment is"
-            " written to keep proxies from cutting it; 0 turns it off.",
+            "Seconds of silence on a stream after which a comment is written,"
+            " so that proxies do not cut it; 0 turns it off.",
             float,
         ],
         ["static", None, None, "Directory served at / instead of the bundled page."],

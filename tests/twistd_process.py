@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 TWISTD = str(Path(sys.executable).with_name("twistd"))
@@ -31,9 +31,15 @@ class TwistdServer:
     With C{port=0} the kernel picks a free port, read back from the log.
     """
 
-    def __init__(self, port: int = 0, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.port = port
         self.args = list(args)
+        self.env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
         self.workdir = Path(tempfile.mkdtemp(prefix="ssedemo-"))
         self.process: subprocess.Popen[bytes] | None = None
         self.output = b""
@@ -57,7 +63,7 @@ class TwistdServer:
             cwd=self.workdir,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=self.env,
         )
         self._listening.clear()
         self._reader = threading.Thread(target=self._drain, daemon=True)

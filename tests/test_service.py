@@ -1,0 +1,126 @@
+"""
+Tests for L{sse_twisted.service}: timers driven by a fake clock, and the
+graceful stop.
+"""
+
+from __future__ import annotations
+
+from sse_parser import parse
+from test_hub import FakeSink
+from twisted.application.service import MultiService
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.filepath import FilePath
+
+from sse_twisted.app import Settings, SSEApp
+from sse_twisted.hub import Hub
+from sse_twisted.service import DRAIN_SECONDS, StreamCloser, sse_service
+
+HELLO = '{"message": "Hello hello!"}'
+
+
+def start(
+    heartbeat: float = 3.0, keepalive: float = 15.0
+) -> tuple[MemoryReactorClock, Hub, FakeSink, MultiService]:
+    reactor = MemoryReactorClock()
+    hub = Hub(reactor, instance="t")
+    app = SSEApp(hub, Settings(static=FilePath(".")))
+    service = sse_service(
+        hub,
+        app.site(),
+        TCP4ServerEndpoint(reactor, 0),
+        clock=reactor,
+        heartbeat=heartbeat,
+        keepalive=keepalive,
+        retry=3000,
+    )
+    service.startService()
+    sink = FakeSink()
+    hub.subscribe(sink)
+    return reactor, hub, sink, service
+
+
+def test_listens_on_the_endpoint() -> None:
+    reactor, _, _, _ = start()
+    assert len(reactor.tcpServers) == 1
+
+
+def test_heartbeat_every_interval() -> None:
+    """
+    Every heartbeat interval, each open stream gets C{Hello hello!} (without
+    an id), and nothing in between.
+    """
+    reactor, _, sink, _ = start(heartbeat=3.0)
+    reactor.advance(2.9)
+    assert sink.writes == []
+    reactor.advance(0.1)
+    assert sink.writes == [b'data: {"message": "Hello hello!"}\n\n']
+    reactor.advance(3)
+    assert sink.data() == [HELLO, HELLO]
+
+
+def test_heartbeat_off() -> None:
+    reactor, _, sink, _ = start(heartbeat=0, keepalive=0)
+    reactor.advance(600)
+    assert sink.writes == []
+
+
+def test_keepalive_comment_when_idle_even_without_heartbeat() -> None:
+    """
+    With the heartbeat off, a stream silent for the keep-alive time gets a
+    comment, not earlier, and then one every keep-alive time.
+    """
+    reactor, _, sink, _ = start(heartbeat=0, keepalive=15)
+    reactor.pump([0.25] * 59)
+    assert sink.writes == []
+    reactor.pump([0.25])
+    assert parse(b"".join(sink.writes)).comments == [""]
+    assert sink.data() == []
+    reactor.pump([0.25] * 60)
+    assert parse(b"".join(sink.writes)).comments == ["", ""]
+
+
+def test_no_keepalive_on_a_busy_stream() -> None:
+    """
+    A heartbeat more frequent than the keep-alive makes comments needless.
+    """
+    reactor, _, sink, _ = start(heartbeat=3, keepalive=15)
+    reactor.pump([1] * 60)
+    assert parse(b"".join(sink.writes)).comments == []
+    assert len(sink.data()) == 20
+
+
+def test_stop_stops_the_timers_and_ends_streams() -> None:
+    """
+    Stopping ends every stream with a C{retry:} field and stops the
+    heartbeat; the stop completes once the farewells had time to drain.
+    """
+    reactor, hub, sink, service = start()
+    stopped: list[object] = []
+    service.stopService().addCallback(stopped.append)
+    assert sink.closed_with is not None
+    retry = parse(sink.closed_with).retry
+    assert retry is not None and 3000 <= retry < 6000
+    assert len(hub) == 0
+    assert stopped == []
+    reactor.advance(DRAIN_SECONDS)
+    assert len(stopped) == 1
+    reactor.advance(60)
+    assert sink.data() == []
+
+
+def test_closer_spreads_reconnects() -> None:
+    """
+    Each client is told its own delay, between one and two retry intervals,
+    so that a restart is not met by every client at once.
+    """
+    reactor = MemoryReactorClock()
+    hub = Hub(reactor)
+    sinks = [FakeSink() for _ in range(3)]
+    for sink in sinks:
+        hub.subscribe(sink)
+    jitters = iter([0.0, 0.5, 0.999])
+    closer = StreamCloser(hub, reactor, 1000, jitter=lambda: next(jitters))
+    closer.startService()
+    closer.stopService()
+    assert [parse(s.closed_with or b"").retry for s in sinks] == [1000, 1500, 1999]

@@ -1,0 +1,144 @@
+"""
+Tests for L{sse_twisted.tap}: the command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.usage import UsageError
+
+from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
+
+
+def parse(*args: str) -> Options:
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+def test_defaults() -> None:
+    options = parse()
+    assert options["port"] == "tcp:8080:backlog=4096"
+    assert options["heartbeat"] == 3.0
+    assert options["keepalive"] == 15.0
+    assert options["max-body"] == 65536
+    assert options["history"] == 1000
+    assert options["retry"] == 3000
+    assert options["static"] == BUNDLED_STATIC
+    assert options["publish-token"] is None
+    assert options["cors-origin"] == []
+    assert (BUNDLED_STATIC / "index.html").is_file()
+
+
+@pytest.mark.parametrize(
+    "port,description",
+    [
+        ("9000", "tcp:9000:backlog=4096"),
+        ("tcp:9000:interface=127.0.0.1", "tcp:9000:interface=127.0.0.1:backlog=4096"),
+        ("tcp:9000:backlog=10", "tcp:9000:backlog=10"),
+        ("unix:/tmp/sse.sock", "unix:/tmp/sse.sock"),
+    ],
+)
+def test_port_becomes_an_endpoint_description(port: str, description: str) -> None:
+    """
+    A bare number is TCP; TCP gets a deep listen queue unless it names one;
+    other endpoint kinds pass through.
+    """
+    assert endpoint_description(port) == description
+    assert parse("--port", port)["port"] == description
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--port", "bogus:1"],
+        ["--port", "tcp:notaport"],
+        ["--heartbeat", "-1"],
+        ["--heartbeat", "nan"],
+        ["--keepalive", "1e12"],
+        ["--max-body", "0"],
+        ["--history", "-5"],
+        ["--history", "99999999999"],
+        ["--retry", "-1"],
+        ["--static", "/nonexistent/dir"],
+        ["--protect-api"],
+        ["--publish-token", "two words"],
+        ["--publish-token", "a", "--publish-token-file", "x"],
+        ["--publish-token-file", "/nonexistent/token"],
+    ],
+)
+def test_bad_options_are_usage_errors(args: list[str]) -> None:
+    """
+    Nonsense on the command line is refused with a message, before the
+    server starts.
+    """
+    with pytest.raises(UsageError):
+        parse(*args)
+
+
+def test_token_from_file(tmp_path: Path) -> None:
+    """
+    The token can come from a file, so it stays out of the process list;
+    surrounding white space is ignored.
+    """
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    assert parse("--publish-token-file", str(token_file))["publish-token"] == b"s3cret"
+
+
+def test_empty_token_file_is_refused(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("\n")
+    with pytest.raises(UsageError):
+        parse("--publish-token-file", str(token_file))
+
+
+def test_cors_origin_repeats() -> None:
+    options = parse("--cors-origin", "https://a.example", "--cors-origin", "*")
+    assert options["cors-origin"] == ["https://a.example", "*"]
+
+
+def test_every_option_is_in_help() -> None:
+    """
+    C{--help} documents every option, with its default.
+    """
+    text = str(Options())
+    for name in (
+        "--port",
+        "--heartbeat",
+        "--keepalive",
+        "--static",
+        "--max-body",
+        "--history",
+        "--retry",
+        "--publish-token",
+        "--publish-token-file",
+        "--protect-api",
+        "--cors-origin",
+    ):
+        assert name in text
+    assert "[default: 8080]" in text
+
+
+def test_make_service() -> None:
+    """
+    The service listens where C{--port} says and runs both timers.
+    """
+    reactor = MemoryReactorClock()
+    service = makeService(parse("--port", "tcp:0:interface=127.0.0.1"), reactor)
+    children = list(service)  # type: ignore[call-overload]
+    assert sum(isinstance(c, TimerService) for c in children) == 2
+    assert sum(isinstance(c, StreamServerEndpointService) for c in children) == 1
+    service.startService()
+    [(port, _, backlog, interface)] = reactor.tcpServers
+    assert (port, backlog, interface) == (0, 4096, "127.0.0.1")
+
+
+def test_make_service_without_timers() -> None:
+    reactor = MemoryReactorClock()
+    service = makeService(parse("--heartbeat", "0", "--keepalive", "0"), reactor)
+    assert not any(isinstance(c, TimerService) for c in service)  # type: ignore[attr-defined]
