@@ -6,6 +6,7 @@ what a real client would see.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -86,16 +87,14 @@ class EventStreamParser:
         self._type = ""
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
 def _split_line(buffer: str) -> tuple[str, str | None]:
-    for index, char in enumerate(buffer):
-        if char == "\n":
-            return buffer[:index], "\n"
-        if char == "\r":
-            if index + 1 == len(buffer):
-                return buffer, None  # may be the start of CRLF
-            ending = "\r\n" if buffer[index + 1] == "\n" else "\r"
-            return buffer[:index], ending
-    return buffer, None
+    found = _LINE_END.search(buffer)
+    if found is None or found.group() == "\r" and found.end() == len(buffer):
+        return buffer, None  # no line yet, or a CR that may start a CRLF
+    return buffer[: found.start()], found.group()
 
 
 def parse(stream: bytes) -> EventStreamParser:

@@ -27,7 +27,7 @@ from sse_twisted.hub import Hub
 from sse_twisted.service import sse_service
 
 STATIC = FilePath(str(Path(__file__).parent.parent / "static"))
-TIMEOUT = 5.0
+TIMEOUT = 10.0
 GOTCHA = '{"message": "Gotcha"}'
 HELLO = '{"message": "Hello hello!"}'
 CHANGED = '{"message": "Something changed"}'
