@@ -17,7 +17,7 @@ setup(
     # a wheel copies the files in, so both install modes serve the page.
     package_data={
         "sse_twisted": ["static/*", "py.typed"],
-        "twisted.plugins": ["ssedemo_plugin.py"],
+        "twisted.plugins": ["ssedemo_plugin.py", "ssedemo_endpoints.py"],
     },
     install_requires=["twisted>=24.7", "klein>=24.8"],
     extras_require={

@@ -32,19 +32,26 @@ _MAX_HISTORY = 1_000_000
 
 def endpoint_description(port: str) -> str:
     """
-    Turn C{--port} into a server endpoint description: a bare number means
-    TCP on that port, and TCP endpoints get L{DEFAULT_BACKLOG} unless they
-    name a C{backlog} of their own.
+    Turn C{--port} into a server endpoint description.
+
+    A bare number means TCP on that port. IPv4 TCP is served by
+    L{sse_twisted.eager}'s C{eagertcp:} endpoint, which takes the same
+    arguments as C{tcp:} and writes faster; TCP endpoints get
+    L{DEFAULT_BACKLOG} unless they name a C{backlog} of their own. Other
+    descriptions (C{ssl:}, C{unix:}, C{systemd:}, ...) are left as they are.
 
     @param port: A port number or any endpoint description.
     @return: The endpoint description.
     """
+    kind, _, rest = port.partition(":")
     if port.isdigit():
-        port = f"tcp:{port}"
-    kind = port.partition(":")[0]
-    if kind in ("tcp", "tcp6") and "backlog=" not in port:
-        port += f":backlog={DEFAULT_BACKLOG}"
-    return port
+        kind, rest = "eagertcp", port
+    elif kind == "tcp":
+        kind = "eagertcp"
+    description = f"{kind}:{rest}" if rest else kind
+    if kind in ("eagertcp", "tcp6") and "backlog=" not in rest:
+        description += f":backlog={DEFAULT_BACKLOG}"
+    return description
 
 
 class Options(usage.Options):

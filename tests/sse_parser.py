@@ -92,7 +92,7 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 
 def _split_line(buffer: str) -> tuple[str, str | None]:
     found = _LINE_END.search(buffer)
-    if found is None or found.group() == "\r" and found.end() == len(buffer):
+    if found is None or (found.group() == "\r" and found.end() == len(buffer)):
         return buffer, None  # no line yet, or a CR that may start a CRLF
     return buffer[: found.start()], found.group()
 

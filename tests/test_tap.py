@@ -11,6 +11,7 @@ from twisted.application.internet import StreamServerEndpointService, TimerServi
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 
+from sse_twisted.eager import EagerTCPServerEndpoint
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
 
 
@@ -22,7 +23,7 @@ def parse(*args: str) -> Options:
 
 def test_defaults() -> None:
     options = parse()
-    assert options["port"] == "tcp:8080:backlog=4096"
+    assert options["port"] == "eagertcp:8080:backlog=4096"
     assert options["heartbeat"] == 3.0
     assert options["keepalive"] == 15.0
     assert options["max-body"] == 65536
@@ -37,16 +38,21 @@ def test_defaults() -> None:
 @pytest.mark.parametrize(
     "port,description",
     [
-        ("9000", "tcp:9000:backlog=4096"),
-        ("tcp:9000:interface=127.0.0.1", "tcp:9000:interface=127.0.0.1:backlog=4096"),
-        ("tcp:9000:backlog=10", "tcp:9000:backlog=10"),
+        ("9000", "eagertcp:9000:backlog=4096"),
+        (
+            "tcp:9000:interface=127.0.0.1",
+            "eagertcp:9000:interface=127.0.0.1:backlog=4096",
+        ),
+        ("tcp:9000:backlog=10", "eagertcp:9000:backlog=10"),
+        ("eagertcp:9000", "eagertcp:9000:backlog=4096"),
+        ("tcp6:9000", "tcp6:9000:backlog=4096"),
         ("unix:/tmp/sse.sock", "unix:/tmp/sse.sock"),
     ],
 )
 def test_port_becomes_an_endpoint_description(port: str, description: str) -> None:
     """
-    A bare number is TCP; TCP gets a deep listen queue unless it names one;
-    other endpoint kinds pass through.
+    A bare number is TCP; IPv4 TCP is eager TCP; TCP gets a deep listen
+    queue unless it names one; other endpoint kinds pass through.
     """
     assert endpoint_description(port) == description
     assert parse("--port", port)["port"] == description
@@ -126,16 +132,21 @@ def test_every_option_is_in_help() -> None:
 
 def test_make_service() -> None:
     """
-    The service listens where C{--port} says and runs both timers.
+    The service listens where C{--port} says, with eager TCP and a deep
+    listen queue, and runs both timers.
     """
     reactor = MemoryReactorClock()
     service = makeService(parse("--port", "tcp:0:interface=127.0.0.1"), reactor)
     children = list(service)  # type: ignore[call-overload]
     assert sum(isinstance(c, TimerService) for c in children) == 2
-    assert sum(isinstance(c, StreamServerEndpointService) for c in children) == 1
-    service.startService()
-    [(port, _, backlog, interface)] = reactor.tcpServers
-    assert (port, backlog, interface) == (0, 4096, "127.0.0.1")
+    [web] = [c for c in children if isinstance(c, StreamServerEndpointService)]
+    endpoint = web.endpoint
+    assert isinstance(endpoint, EagerTCPServerEndpoint)
+    assert (endpoint._port, endpoint._backlog, endpoint._interface) == (
+        0,
+        4096,
+        "127.0.0.1",
+    )
 
 
 def test_make_service_without_timers() -> None:

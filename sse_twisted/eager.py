@@ -1,0 +1,127 @@
+"""
+Eager TCP: a server endpoint whose connections send at once when nothing is
+queued, instead of waiting for the next turn of the event loop.
+
+Twisted's TCP transport queues every write and asks the reactor to watch the
+socket for writability; on the next turn it sends and stops watching. For a
+server that writes one small event to thousands of connections, that is two
+extra C{epoll_ctl} calls and one more dispatch per delivery, about three
+quarters of the cost. An eager connection tries C{send()} first and falls back
+to Twisted's normal path for whatever the kernel did not take, and whenever
+anything is already queued, so bytes are never reordered.
+
+Use it as C{eagertcp:PORT[:backlog=N][:interface=ADDR]}, the same arguments
+as C{tcp:}. TLS (including HTTP/2) stays on Twisted's normal path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from twisted.internet import defer, tcp
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IReactorTCP,
+    IStreamServerEndpoint,
+    IStreamServerEndpointStringParser,
+)
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+
+class EagerServer(tcp.Server):
+    """
+    A server-side TCP connection that sends at once when its queue is empty.
+    """
+
+    def write(self, data: bytes) -> None:
+        if self._queue_empty():
+            try:
+                sent = self.socket.send(data)
+            except OSError:
+                # Would block, or the peer is gone: the normal path retries
+                # and reports a lost connection the usual way.
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        super().write(data)
+
+    def writeSequence(self, iovec: Iterable[bytes]) -> None:
+        self.write(b"".join(iovec))
+
+    def _queue_empty(self) -> bool:
+        return bool(
+            not self.TLS
+            and self.connected
+            and not self.disconnecting
+            and not self._writeDisconnected
+            and not self._tempDataLen
+            and self.offset == len(self.dataBuffer)
+        )
+
+
+class EagerPort(tcp.Port):
+    """
+    A listening TCP port whose connections are L{EagerServer}s.
+    """
+
+    transport = EagerServer
+
+
+@implementer(IStreamServerEndpoint)
+class EagerTCPServerEndpoint:
+    """
+    Listens on TCP (IPv4) with L{EagerPort}.
+    """
+
+    def __init__(
+        self, reactor: IReactorTCP, port: int, backlog: int = 50, interface: str = ""
+    ) -> None:
+        """
+        @param reactor: A reactor built on Twisted's own TCP support (the
+            epoll, poll, select or asyncio reactors).
+        @param port: The port number; 0 lets the kernel pick.
+        @param backlog: The size of the listen queue.
+        @param interface: The address to listen on; all by default.
+        """
+        self._reactor = reactor
+        self._port = port
+        self._backlog = backlog
+        self._interface = interface
+
+    def listen(self, factory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
+        return defer.execute(self._listen, factory)
+
+    def _listen(self, factory: IProtocolFactory) -> IListeningPort:
+        port = EagerPort(
+            self._port, factory, self._backlog, self._interface, self._reactor
+        )
+        port.startListening()
+        return port
+
+
+@implementer(IPlugin, IStreamServerEndpointStringParser)
+class EagerTCPParser:
+    """
+    Parses C{eagertcp:} server endpoint descriptions.
+    """
+
+    prefix = "eagertcp"
+
+    def parseStreamServer(  # type: ignore[override]
+        self,
+        reactor: IReactorTCP,
+        port: str,
+        backlog: str = "50",
+        interface: str = "",
+    ) -> EagerTCPServerEndpoint:
+        """
+        @param reactor: The reactor.
+        @param port: The port number.
+        @param backlog: The size of the listen queue.
+        @param interface: The address to listen on.
+        @return: The endpoint.
+        """
+        return EagerTCPServerEndpoint(reactor, int(port), int(backlog), interface)

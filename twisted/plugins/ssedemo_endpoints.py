@@ -1,0 +1,3 @@
+from sse_twisted.eager import EagerTCPParser
+
+eagertcp = EagerTCPParser()
