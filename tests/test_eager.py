@@ -1,0 +1,202 @@
+"""
+Tests for L{sse_twisted.eager}: eager sends on real loopback sockets lose and
+reorder nothing, including when the kernel takes only part of a write.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Generator
+from typing import Any
+
+import pytest_twisted
+from twisted.internet import defer
+from twisted.internet.endpoints import TCP4ClientEndpoint, serverFromString
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+
+from sse_twisted.eager import EagerServer, EagerTCPServerEndpoint
+
+TIMEOUT = 20
+
+
+class Collector(Protocol):
+    """
+    The client end: collects bytes, can stop reading, tells when it has all.
+    """
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.received = bytearray()
+        self.complete: defer.Deferred[None] = defer.Deferred()
+        self.lost: defer.Deferred[None] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if len(self.received) >= self.expected and not self.complete.called:
+            self.complete.callback(None)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.lost.callback(None)
+
+
+class Accepted(Protocol):
+    """
+    The server end; the test writes to its transport directly.
+    """
+
+    connections: list[Accepted] = []
+
+    def connectionMade(self) -> None:
+        self.connections.append(self)
+        self.lost: defer.Deferred[None] = defer.Deferred()
+        self.reason: Failure | None = None
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.reason = reason
+        self.lost.callback(None)
+
+
+@defer.inlineCallbacks
+def connected_pair(
+    reactor: Any, expected: int
+) -> Generator[Any, Any, tuple[Any, EagerServer, Collector]]:
+    """
+    Listen with eager TCP on 127.0.0.1 and connect one client.
+
+    @return: The listening port, the server's transport and the client.
+    """
+    Accepted.connections = []
+    port = yield EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        Factory.forProtocol(Accepted)
+    )
+    client = Collector(expected)
+    yield TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
+        Factory.forProtocol(lambda: client)
+    )
+    for _ in range(1000):
+        if Accepted.connections:
+            break
+        yield tick(reactor)
+    [accepted] = Accepted.connections
+    assert isinstance(accepted.transport, EagerServer)
+    return port, accepted.transport, client
+
+
+def tick(reactor: Any) -> defer.Deferred[None]:
+    """
+    Let the reactor turn (1 ms).
+    """
+    return deferLater(reactor, 0.001, lambda: None)
+
+
+def pieces(total: int, seed: int) -> list[bytes]:
+    """
+    Writes of varied sizes (1 byte to 300 KB), each byte numbered so that
+    any loss or reordering shows.
+    """
+    rng = random.Random(seed)
+    out, made = [], 0
+    while made < total:
+        size = min(rng.choice([1, 7, 100, 4096, 65536, 300_000]), total - made)
+        out.append(bytes((made + i) % 251 for i in range(size)))
+        made += size
+    return out
+
+
+@pytest_twisted.inlineCallbacks
+def test_partial_writes_lose_and_reorder_nothing(
+    reactor: Any,
+) -> Generator[Any, Any, None]:
+    """
+    With the client not reading, the kernel buffers fill, sends go partial
+    and then queue; once the client reads, it gets every byte in order.
+    """
+    writes = pieces(8 * 1024 * 1024, seed=1)
+    total = sum(map(len, writes))
+    port, server, client = yield connected_pair(reactor, total)
+    client.transport.pauseProducing()  # type: ignore[union-attr]
+    for index, data in enumerate(writes):
+        if index % 3:
+            server.write(data)
+        else:
+            server.writeSequence([data[:5], data[5:]])
+    assert server._tempDataLen > 0, "the kernel never refused bytes: test is moot"
+    client.transport.resumeProducing()  # type: ignore[union-attr]
+    yield client.complete.addTimeout(TIMEOUT, reactor)
+    assert bytes(client.received) == b"".join(writes)
+    server.loseConnection()
+    yield client.lost.addTimeout(TIMEOUT, reactor)
+    yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_small_writes_go_out_at_once(reactor: Any) -> Generator[Any, Any, None]:
+    """
+    With nothing queued, a write reaches the kernel before it returns:
+    nothing waits in Twisted's queue for the next turn of the loop.
+    """
+    port, server, client = yield connected_pair(reactor, 3 * 100)
+    for _ in range(3):
+        server.write(b"e" * 100)
+        assert server._tempDataLen == 0 and server.dataBuffer == b""
+    yield client.complete.addTimeout(TIMEOUT, reactor)
+    assert bytes(client.received) == b"e" * 300
+    server.loseConnection()
+    yield client.lost.addTimeout(TIMEOUT, reactor)
+    yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_write_to_a_reset_peer_reports_a_lost_connection(
+    reactor: Any,
+) -> Generator[Any, Any, None]:
+    """
+    Writing to a connection whose peer reset it raises nothing; the
+    connection is reported lost as usual.
+    """
+    port, server, client = yield connected_pair(reactor, 1)
+    client.transport.abortConnection()  # type: ignore[union-attr]
+    yield client.lost
+    accepted = Accepted.connections[0]
+    for _ in range(100):
+        server.write(b"x" * 65536)
+        if accepted.lost.called:
+            break
+        yield tick(reactor)
+    yield accepted.lost.addTimeout(TIMEOUT, reactor)
+    assert accepted.reason is not None
+    assert accepted.reason.check(ConnectionLost, ConnectionDone)
+    yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_writes_after_lose_connection_are_queued_then_sent(
+    reactor: Any,
+) -> Generator[Any, Any, None]:
+    """
+    Once the connection is closing, writes take Twisted's normal path, which
+    still flushes them before the close.
+    """
+    port, server, client = yield connected_pair(reactor, 6)
+    server.write(b"abc")
+    server.loseConnection()
+    server.write(b"def")
+    yield client.lost.addTimeout(TIMEOUT, reactor)
+    assert bytes(client.received) == b"abcdef"
+    yield port.stopListening()
+
+
+def test_parser_plugin(reactor: Any) -> None:
+    """
+    C{eagertcp:} descriptions take C{tcp:}'s arguments.
+    """
+    endpoint = serverFromString(reactor, "eagertcp:8081:backlog=7:interface=127.0.0.2")
+    assert isinstance(endpoint, EagerTCPServerEndpoint)
+    assert (endpoint._port, endpoint._backlog, endpoint._interface) == (
+        8081,
+        7,
+        "127.0.0.2",
+    )
