@@ -197,7 +197,7 @@ class SSEApp:
         if request.method == b"HEAD":
             return b""
         stream = EventStream(request)
-        stream.write(self._opening)
+        stream.start(self._opening)
         self.hub.subscribe(stream, topics, last_event_id)
         request.notifyFinish().addBoth(lambda _: self.hub.unsubscribe(stream))
         return stream.done

@@ -4,8 +4,21 @@ One open C{text/event-stream} HTTP response, as an L{sse_twisted.hub.EventSink}.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from twisted.internet.defer import Deferred
-from twisted.web.iweb import IRequest
+from twisted.internet.interfaces import ITransport
+from twisted.web.http import HTTPChannel
+from twisted.web.server import Request
+
+
+@lru_cache(maxsize=8)
+def _chunk(data: bytes) -> bytes:
+    """
+    Frame C{data} as one HTTP/1.1 chunk. Cached, so that an event written to
+    thousands of streams is framed once.
+    """
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 class EventStream:
@@ -14,23 +27,47 @@ class EventStream:
 
     A Klein route returns L{done}, which fires only when the server ends the
     stream with L{close}; when the client goes away first, Klein cancels it.
+
+    Once the headers are out, events on HTTP/1.x go straight to the
+    connection, framed once per event, rather than through
+    L{Request.write}, which would frame each copy again.
     """
 
-    def __init__(self, request: IRequest) -> None:
+    def __init__(self, request: Request) -> None:
         """
         @param request: The request whose response carries the events; its
             headers must be set already.
         """
         self._request = request
+        self._transport: ITransport | None = None
+        self._chunked = False
         self.done: Deferred[None] = Deferred()
+
+    def start(self, opening: bytes) -> None:
+        """
+        Send the headers and the first bytes.
+
+        @param opening: Such as a C{retry:} field and a greeting.
+        """
+        self._request.write(opening)
+        channel = self._request.channel
+        if isinstance(channel, HTTPChannel):
+            self._transport = channel.transport
+            self._chunked = bool(self._request.chunked)
 
     def write(self, data: bytes) -> None:
         """
-        Queue C{data} for the client. After a disconnect, Twisted drops it.
+        Queue C{data} for the client. After a disconnect, it is dropped.
 
         @param data: Encoded events or comments.
         """
-        self._request.write(data)
+        transport = self._transport
+        if transport is None:
+            self._request.write(data)
+        elif self._chunked:
+            transport.write(_chunk(data))
+        else:
+            transport.write(data)
 
     def close(self, farewell: bytes = b"") -> None:
         """

@@ -45,8 +45,9 @@ class Connection:
         path: str,
         body: bytes = b"",
         headers: dict[str, str] | None = None,
+        version: str = "HTTP/1.1",
     ) -> None:
-        lines = [f"{method} {path} HTTP/1.1", "Host: test"]
+        lines = [f"{method} {path} {version}", "Host: test"]
         all_headers = dict(headers or {})
         if body or method in ("POST", "PUT"):
             all_headers.setdefault("Content-Length", str(len(body)))

@@ -87,6 +87,21 @@ def test_stream_headers_and_greeting(client: Client) -> None:
     assert not response.complete
 
 
+def test_http10_stream_is_not_chunked(hub_client: tuple[Client, Hub]) -> None:
+    """
+    An HTTP/1.0 client gets the events unframed, and the end of the stream
+    is the end of the connection.
+    """
+    client, hub = hub_client
+    stream = client.open("GET", "/sse", version="HTTP/1.0")
+    hub.publish("over 1.0")
+    response = stream.response()
+    assert response.header("transfer-encoding") is None
+    assert [e.data for e in parse(response.body).events][-1] == "over 1.0"
+    hub.close_all()
+    assert stream.transport.disconnecting
+
+
 def test_retry_is_configurable() -> None:
     client, _ = make_client(retry=750)
     assert parse(client.open("GET", "/sse").response().body).retry == 750
