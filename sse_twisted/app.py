@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource, getChildForRequest
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.static import File
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
@@ -93,6 +93,23 @@ class _ErrorResource(Resource):
 
 
 _NOT_FOUND = _ErrorResource(404, "not found")
+
+
+class _KeepOpen(Resource):
+    """
+    Leaves the response open: an L{EventStream} writes it and ends it.
+
+    Returning it from a Klein route ends Klein's part in the request, so
+    that no Deferred chain lives as long as the stream.
+    """
+
+    isLeaf = True
+
+    def render(self, request: IRequest) -> int:
+        return NOT_DONE_YET
+
+
+_KEEP_OPEN = _KeepOpen()
 
 
 class _BodyLimitedRequest(Request):
@@ -196,11 +213,10 @@ class SSEApp:
         request.setHeader("X-Accel-Buffering", "no")
         if request.method == b"HEAD":
             return b""
-        stream = EventStream(request)
+        stream = EventStream(request, self.hub.unsubscribe)
         stream.start(self._opening)
         self.hub.subscribe(stream, topics, last_event_id)
-        request.notifyFinish().addBoth(lambda _: self.hub.unsubscribe(stream))
-        return stream.done
+        return _KEEP_OPEN
 
     @app.route("/sse", methods=["OPTIONS"])
     @app.route("/publish", methods=["OPTIONS"])

@@ -70,7 +70,7 @@ class _Record(NamedTuple):
     wire: bytes
 
 
-@dataclass
+@dataclass(slots=True)
 class _Subscription:
     topics: tuple[str, ...]
     quiet_since: float

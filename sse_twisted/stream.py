@@ -4,9 +4,9 @@ One open C{text/event-stream} HTTP response, as an L{sse_twisted.hub.EventSink}.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ITransport
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
@@ -23,25 +23,35 @@ def _chunk(data: bytes) -> bytes:
 
 class EventStream:
     """
-    An HTTP response kept open to carry events.
-
-    A Klein route returns L{done}, which fires only when the server ends the
-    stream with L{close}; when the client goes away first, Klein cancels it.
+    An HTTP response kept open to carry events, until the server ends it with
+    L{close} or the client goes away.
 
     Once the headers are out, events on HTTP/1.x go straight to the
     connection, framed once per event, rather than through
     L{Request.write}, which would frame each copy again.
     """
 
-    def __init__(self, request: Request) -> None:
+    __slots__ = ("_chunked", "_ended", "_open", "_request", "_transport")
+
+    def __init__(
+        self, request: Request, ended: Callable[[EventStream], object]
+    ) -> None:
         """
         @param request: The request whose response carries the events; its
             headers must be set already.
+        @param ended: Called with this stream once the response is over,
+            whoever ended it.
         """
         self._request = request
         self._transport: ITransport | None = None
         self._chunked = False
-        self.done: Deferred[None] = Deferred()
+        self._open = True
+        self._ended = ended
+        request.notifyFinish().addBoth(self._end)
+
+    def _end(self, reason: object) -> None:
+        self._open = False
+        self._ended(self)
 
     def start(self, opening: bytes) -> None:
         """
@@ -76,8 +86,8 @@ class EventStream:
 
         @param farewell: Bytes to write first, such as a C{retry:} field.
         """
-        if self.done.called:
+        if not self._open:
             return
         if farewell:
             self.write(farewell)
-        self.done.callback(None)
+        self._request.finish()
