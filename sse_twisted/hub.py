@@ -15,7 +15,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import islice
 from typing import NamedTuple, Protocol
 
 from twisted.internet.interfaces import IReactorTime
@@ -145,8 +144,7 @@ class Hub:
         """
         topics = tuple(dict.fromkeys(topics))
         if last_event_id:
-            for wire in self._replay(last_event_id, topics):
-                sink.write(wire)
+            self._replay(sink, last_event_id, topics)
         self._subscriptions[sink] = _Subscription(topics, self._clock.seconds())
         for topic in topics:
             self._subscribers.setdefault(topic, set()).add(sink)
@@ -262,28 +260,42 @@ class Hub:
     def _id(self, seq: int) -> str:
         return f"{self._instance}-{seq}"
 
-    def _replay(self, last_event_id: str, topics: tuple[str, ...]) -> list[bytes]:
+    def _replay(
+        self, sink: EventSink, last_event_id: str, topics: tuple[str, ...]
+    ) -> None:
         seq = self._parse(last_event_id)
-        first = self._seq - len(self._history) + 1
-        if seq is None or seq < first - 1:
-            self.log.info(
-                "cannot resume after {id}: sending {event}",
-                id=last_event_id,
+        if seq is not None and self._replay_after(sink, seq, set(topics)):
+            return
+        self.log.info(
+            "cannot resume after {id}: sending {event}",
+            id=last_event_id,
+            event=RESYNC_EVENT,
+        )
+        sink.write(
+            encode_event(
+                json.dumps({"lastEventId": last_event_id}),
                 event=RESYNC_EVENT,
+                id=self.last_id or "",
             )
-            return [
-                encode_event(
-                    json.dumps({"lastEventId": last_event_id}),
-                    event=RESYNC_EVENT,
-                    id=self.last_id or "",
-                )
-            ]
-        wanted = set(topics)
-        return [
-            record.wire
-            for record in islice(self._history, seq - first + 1, None)
-            if record.topic in wanted
-        ]
+        )
+
+    def _replay_after(self, sink: EventSink, seq: int, topics: set[str]) -> bool:
+        """
+        Write the events of C{topics} after C{seq}, one at a time up to the
+        newest, so that an event published by one of these very writes is
+        replayed too, in its place.
+
+        @return: Whether they were all still in the history.
+        """
+        while seq < self._seq:
+            seq += 1
+            index = seq - (self._seq - len(self._history) + 1)
+            if index < 0:
+                return False
+            record = self._history[index]
+            if record.topic in topics:
+                sink.write(record.wire)
+        return True
 
     def _parse(self, event_id: str) -> int | None:
         instance, _, seq = event_id.rpartition("-")

@@ -172,6 +172,28 @@ def test_resume_replays_exactly_the_missed_events_then_live() -> None:
     assert [e[2] for e in resumed.events()] == [f"t-{n}" for n in range(2, 7)]
 
 
+def test_event_published_during_replay_is_replayed_in_place() -> None:
+    """
+    If writing the replay leads to a new event being published (the hub
+    does not know what a write does), that event follows the replay: no
+    gap, no duplicate.
+    """
+    hub, _ = make_hub()
+    hub.publish("e1")
+    hub.publish("e2")
+
+    class PublishingSink(FakeSink):
+        def write(self, data: bytes) -> None:
+            super().write(data)
+            if len(self.writes) == 1:
+                hub.publish("during replay")
+
+    sink = PublishingSink()
+    hub.subscribe(sink, last_event_id="t-0")
+    hub.publish("live")
+    assert sink.data() == ["e1", "e2", "during replay", "live"]
+
+
 def test_resume_respects_topics() -> None:
     """
     Replay holds only the events of the resuming stream's topics.
