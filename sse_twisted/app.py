@@ -75,6 +75,14 @@ class _RequestError(Exception):
         self.message = message
         self.headers = headers
 
+    def render(self, request: IRequest) -> bytes:
+        """
+        Answer C{request} with this error.
+        """
+        for name, value in self.headers:
+            request.setHeader(name, value)
+        return _error_body(request, self.code, self.message)
+
 
 class _ErrorResource(Resource):
     """
@@ -110,6 +118,31 @@ class _KeepOpen(Resource):
 
 
 _KEEP_OPEN = _KeepOpen()
+
+
+class _StreamFirst(Resource):
+    """
+    The root resource: C{GET /sse}, the one request that every client makes
+    and keeps, goes straight to L{SSEApp.open_stream}; everything else to
+    the Klein routes. Klein's routing costs about as much CPU as the rest of
+    opening a stream.
+    """
+
+    isLeaf = True
+
+    def __init__(self, app: SSEApp, routes: IResource) -> None:
+        super().__init__()
+        self._app = app
+        self._routes = routes
+
+    def render(self, request: Request) -> bytes | int:
+        if request.method != b"GET" or request.path != b"/sse":
+            return self._routes.render(request)
+        try:
+            self._app.open_stream(request)
+        except _RequestError as error:
+            return error.render(request)
+        return NOT_DONE_YET
 
 
 class _BodyLimitedRequest(Request):
@@ -159,7 +192,7 @@ class SSEApp:
         @return: The web site serving these routes.
         """
         site = Site(
-            self.app.resource(),
+            _StreamFirst(self, self.app.resource()),
             requestFactory=partial(
                 _BodyLimitedRequest, max_body=self.settings.max_body
             ),
@@ -183,9 +216,7 @@ class SSEApp:
     def _request_error(self, request: IRequest, failure: Failure) -> bytes:
         error = failure.value
         assert isinstance(error, _RequestError)
-        for name, value in error.headers:
-            request.setHeader(name, value)
-        return _error_body(request, error.code, error.message)
+        return error.render(request)
 
     @app.handle_errors(HTTPException)
     def _http_error(self, request: IRequest, failure: Failure) -> bytes:
@@ -204,6 +235,19 @@ class SSEApp:
         """
         Open an event stream: C{retry:}, the greeting, the events missed
         since C{Last-Event-ID} (or C{?lastEventId=}), then live events.
+        (L{_StreamFirst} takes C{GET} past Klein to L{open_stream}.)
+        """
+        if self.open_stream(request):
+            return _KEEP_OPEN
+        return b""
+
+    def open_stream(self, request: Request) -> bool:
+        """
+        Check the request for a stream and set its headers; for C{GET}, open
+        the stream and subscribe it.
+
+        @return: Whether a stream was opened (not for C{HEAD}).
+        @raise _RequestError: If the request asks for bad topics.
         """
         self._allow_cors(request)
         topics = self._topics(request)
@@ -212,11 +256,11 @@ class SSEApp:
         request.setHeader("Cache-Control", "no-cache")
         request.setHeader("X-Accel-Buffering", "no")
         if request.method == b"HEAD":
-            return b""
+            return False
         stream = EventStream(request, self.hub.unsubscribe)
         stream.start(self._opening)
         self.hub.subscribe(stream, topics, last_event_id)
-        return _KEEP_OPEN
+        return True
 
     @app.route("/sse", methods=["OPTIONS"])
     @app.route("/publish", methods=["OPTIONS"])

@@ -13,6 +13,7 @@ from memory_http import Client, Connection
 from sse_parser import parse
 from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
+from twisted.web.server import Site
 
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
@@ -100,6 +101,20 @@ def test_http10_stream_is_not_chunked(hub_client: tuple[Client, Hub]) -> None:
     assert [e.data for e in parse(response.body).events][-1] == "over 1.0"
     hub.close_all()
     assert stream.transport.disconnecting
+
+
+def test_klein_routes_alone_serve_streams_too() -> None:
+    """
+    The site takes C{GET /sse} past Klein for speed, but the Klein routes
+    on their own (to embed them in another site) serve streams the same.
+    """
+    hub = Hub(Clock(), instance="t")
+    client = Client(Site(SSEApp(hub, Settings(static=STATIC)).app.resource()))
+    stream = client.open("GET", "/sse?topic=a")
+    hub.publish("to a", topic="a")
+    assert data(stream) == ['{"message": "Gotcha"}', "to a"]
+    stream.disconnect()
+    assert len(hub) == 0
 
 
 def test_retry_is_configurable() -> None:
