@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from sse_twisted.event import encode_comment, encode_event
@@ -109,6 +109,8 @@ class Hub:
         self._subscribers: dict[str, set[EventSink]] = {}
         self._subscriptions: dict[EventSink, _Subscription] = {}
         self._last_delivery: dict[str, float] = {}
+        self._opened = self._closed = 0
+        self._report: IDelayedCall | None = None
 
     def __len__(self) -> int:
         """
@@ -148,11 +150,7 @@ class Hub:
         self._subscriptions[sink] = _Subscription(topics, self._clock.seconds())
         for topic in topics:
             self._subscribers.setdefault(topic, set()).add(sink)
-        self.log.info(
-            "stream opened on {topics} ({count} open)",
-            topics=",".join(topics),
-            count=len(self),
-        )
+        self._note(opened=1)
 
     def unsubscribe(self, sink: EventSink) -> None:
         """
@@ -169,7 +167,7 @@ class Hub:
             sinks.discard(sink)
             if not sinks:
                 del self._subscribers[topic]
-        self.log.info("stream closed ({count} open)", count=len(self))
+        self._note(closed=1)
 
     def publish(
         self, data: str, *, event: str | None = None, topic: str = DEFAULT_TOPIC
@@ -242,6 +240,27 @@ class Hub:
         for sink in list(self._subscriptions):
             self.unsubscribe(sink)
             sink.close(farewell())
+
+    def _note(self, opened: int = 0, closed: int = 0) -> None:
+        """
+        Count streams opening and closing, for one log line at the end of
+        this turn of the event loop: a burst of thousands of connections
+        costs one line, not thousands.
+        """
+        self._opened += opened
+        self._closed += closed
+        if self._report is None:
+            self._report = self._clock.callLater(0, self._log_streams)
+
+    def _log_streams(self) -> None:
+        self._report = None
+        self.log.info(
+            "streams opened: {opened}, closed: {closed}; {count} open",
+            opened=self._opened,
+            closed=self._closed,
+            count=len(self),
+        )
+        self._opened = self._closed = 0
 
     def _deliver(self, topic: str, wire: bytes) -> int:
         sinks = tuple(self._subscribers.get(topic, ()))

@@ -4,6 +4,7 @@ The running server: the web endpoint, the hub's timers, and a graceful stop.
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 from collections.abc import Callable
@@ -57,6 +58,40 @@ class StreamCloser(Service):
         return deferLater(self._clock, DRAIN_SECONDS, lambda: None)
 
 
+class GarbageCollectorTuning(Service):
+    """
+    Makes Python's full garbage collections rarer while the server runs.
+
+    Every open stream is a hundred or so long-lived objects, and each full
+    collection walks all of them: with ten thousand streams, full
+    collections were a third of the CPU spent opening a stream. Young
+    collections run as usual, so short-lived cycles are still freed
+    promptly; only the walks over the long-lived heap become ten times
+    rarer. The objects loaded at start-up are frozen out of the walks.
+    """
+
+    def __init__(self, full_collection_factor: int = 10) -> None:
+        """
+        @param full_collection_factor: How many times rarer full collections
+            become.
+        """
+        self._factor = full_collection_factor
+        self._saved: tuple[int, int, int] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._saved = gc.get_threshold()
+        young, middle, full = self._saved
+        gc.freeze()
+        gc.set_threshold(young, middle, full * self._factor)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._saved is not None:
+            gc.set_threshold(*self._saved)
+            gc.unfreeze()
+
+
 def _every(
     seconds: float, call: Callable[..., object], *args: object, clock: IReactorTime
 ) -> TimerService:
@@ -90,6 +125,7 @@ def sse_service(
         gracefully when stopped.
     """
     server = MultiService()
+    GarbageCollectorTuning().setServiceParent(server)
     if heartbeat:
         _every(heartbeat, hub.broadcast, HEARTBEAT, clock=clock).setServiceParent(
             server

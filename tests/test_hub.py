@@ -9,6 +9,7 @@ import json
 import pytest
 from sse_parser import parse
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 
 from sse_twisted.event import InvalidEventField
 from sse_twisted.hub import RESYNC_EVENT, Hub
@@ -89,6 +90,27 @@ def test_unsubscribe_shrinks_the_registry() -> None:
     assert len(hub) == 1
     assert hub.publish("x").delivered == 1
     assert leaves.writes == []
+
+
+def test_opens_and_closes_are_logged_once_per_turn() -> None:
+    """
+    Streams opening and closing are counted into one log line at the end
+    of the event loop's turn, with the number still open.
+    """
+    hub, clock = make_hub()
+    sinks = [FakeSink() for _ in range(3)]
+    with capturedLogs() as events:
+        for sink in sinks:
+            hub.subscribe(sink)
+        hub.unsubscribe(sinks[0])
+        assert events == []
+        clock.advance(0)
+        hub.unsubscribe(sinks[1])
+        clock.advance(0)
+    assert [formatEvent(e) for e in events] == [
+        "streams opened: 3, closed: 1; 2 open",
+        "streams opened: 0, closed: 1; 1 open",
+    ]
 
 
 def test_failing_write_does_not_affect_others() -> None:

@@ -102,7 +102,7 @@ def test_foreground_serves_page_and_stream() -> None:
     finally:
         server.stop()
     assert CACHE_ERROR not in server.output
-    assert b"stream opened" in server.output
+    assert b"streams opened: 1, closed: 0; 1 open" in server.output
 
 
 def test_custom_static_directory(outside: Path) -> None:
@@ -177,7 +177,8 @@ def test_daemon_mode(outside: Path) -> None:
         if pidfile.exists():
             os.kill(pid, signal.SIGKILL)
     log = logfile.read_bytes()
-    assert b"stream opened" in log and b"stream closed (0 open)" in log
+    assert b"streams opened: 1, closed: 0; 1 open" in log
+    assert b"streams opened: 0, closed: 1; 0 open" in log
     assert CACHE_ERROR not in log
 
 

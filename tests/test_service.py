@@ -5,6 +5,8 @@ graceful stop.
 
 from __future__ import annotations
 
+import gc
+
 from sse_parser import parse
 from test_hub import FakeSink
 from twisted.application.service import MultiService
@@ -14,7 +16,12 @@ from twisted.python.filepath import FilePath
 
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
-from sse_twisted.service import DRAIN_SECONDS, StreamCloser, sse_service
+from sse_twisted.service import (
+    DRAIN_SECONDS,
+    GarbageCollectorTuning,
+    StreamCloser,
+    sse_service,
+)
 
 HELLO = '{"message": "Hello hello!"}'
 
@@ -124,3 +131,20 @@ def test_closer_spreads_reconnects() -> None:
     closer.startService()
     closer.stopService()
     assert [parse(s.closed_with or b"").retry for s in sinks] == [1000, 1500, 1999]
+
+
+def test_gc_tuning_while_running_only() -> None:
+    """
+    While the server runs, full garbage collections are ten times rarer and
+    the start-up objects are frozen; stopping puts both back.
+    """
+    before = gc.get_threshold()
+    tuning = GarbageCollectorTuning()
+    tuning.startService()
+    try:
+        assert gc.get_threshold() == (before[0], before[1], before[2] * 10)
+        assert gc.get_freeze_count() > 0
+    finally:
+        tuning.stopService()
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
