@@ -91,16 +91,15 @@ class _ErrorResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, error: _RequestError) -> None:
         super().__init__()
-        self._code = code
-        self._message = message
+        self._error = error
 
     def render(self, request: IRequest) -> bytes:
-        return _error_body(request, self._code, self._message)
+        return self._error.render(request)
 
 
-_NOT_FOUND = _ErrorResource(404, "not found")
+_NOT_FOUND = _ErrorResource(_RequestError(404, "not found"))
 
 
 class _KeepOpen(Resource):
@@ -209,8 +208,9 @@ class SSEApp:
         found = getChildForRequest(_StaticFiles(self.settings.static.path), request)
         if found is _NOT_FOUND or request.method in (b"GET", b"HEAD"):
             return found
-        request.setHeader("Allow", "GET, HEAD")
-        return _ErrorResource(405, "method not allowed")
+        return _ErrorResource(
+            _RequestError(405, "method not allowed", [("Allow", "GET, HEAD")])
+        )
 
     @app.handle_errors(_RequestError)
     def _request_error(self, request: IRequest, failure: Failure) -> bytes:
