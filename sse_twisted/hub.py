@@ -167,6 +167,7 @@ class Hub:
             sinks.discard(sink)
             if not sinks:
                 del self._subscribers[topic]
+                self._last_delivery.pop(topic, None)
         self._note(closed=1)
 
     def publish(
@@ -263,7 +264,10 @@ class Hub:
         self._opened = self._closed = 0
 
     def _deliver(self, topic: str, wire: bytes) -> int:
-        sinks = tuple(self._subscribers.get(topic, ()))
+        subscribers = self._subscribers.get(topic)
+        if not subscribers:
+            return 0
+        sinks = tuple(subscribers)
         self._last_delivery[topic] = self._clock.seconds()
         failed = []
         for sink in sinks:

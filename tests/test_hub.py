@@ -321,6 +321,22 @@ def test_keepalive_only_for_quiet_streams() -> None:
     assert parse(b"".join(busy.writes)).comments == []
 
 
+def test_topics_without_streams_leave_nothing_behind() -> None:
+    """
+    Publishing to many topics nobody follows, or following a topic and
+    leaving, keeps no per-topic state beyond the bounded history.
+    """
+    hub, _ = make_hub(history=10)
+    for n in range(1000):
+        hub.publish("x", topic=f"nobody-{n}")
+    sink = FakeSink()
+    hub.subscribe(sink, ["brief"])
+    hub.publish("y", topic="brief")
+    hub.unsubscribe(sink)
+    assert hub._subscribers == {} and hub._last_delivery == {}
+    assert len(hub._history) == 10
+
+
 def test_keepalive_resets_the_silence() -> None:
     """
     After a comment, a stream is quiet again only after another idle time.
