@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from sse_twisted.event import InvalidEventField, encode_event, encode_retry
 from sse_twisted.hub import DEFAULT_TOPIC, Hub
-from sse_twisted.stream import EventStream
+from sse_twisted.stream import DEFAULT_MAX_BACKLOG, EventStream
 
 GREETING = json.dumps({"message": "Gotcha"})
 CHANGED = json.dumps({"message": "Something changed"})
@@ -47,6 +47,8 @@ class Settings:
 
     @ivar static: The directory served at C{/}.
     @ivar max_body: The largest request body accepted, in bytes.
+    @ivar max_backlog: How far, in bytes, a stream may fall behind (beyond
+        its connection's own buffer) before it is dropped.
     @ivar retry: The reconnection delay sent to clients, in milliseconds.
     @ivar publish_token: The bearer token C{/publish} requires, if any.
     @ivar protect_api: Whether C{/api} requires the token too.
@@ -56,6 +58,7 @@ class Settings:
 
     static: FilePath[str]
     max_body: int = 64 * 1024
+    max_backlog: int = DEFAULT_MAX_BACKLOG
     retry: int = 3000
     publish_token: bytes | None = None
     protect_api: bool = False
@@ -257,7 +260,7 @@ class SSEApp:
         request.setHeader("X-Accel-Buffering", "no")
         if request.method == b"HEAD":
             return False
-        stream = EventStream(request, self.hub.unsubscribe)
+        stream = EventStream(request, self.hub.unsubscribe, self.settings.max_backlog)
         stream.start(self._opening)
         self.hub.subscribe(stream, topics, last_event_id)
         return True

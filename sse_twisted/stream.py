@@ -7,9 +7,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache
 
-from twisted.internet.interfaces import ITransport
+from twisted.internet.interfaces import IPushProducer, ITransport
+from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
+from zope.interface import implementer
+
+DEFAULT_MAX_BACKLOG = 1024 * 1024
+"""
+How many bytes a stream may fall behind, beyond what the connection itself
+buffers, before it is dropped.
+"""
 
 
 @lru_cache(maxsize=8)
@@ -21,6 +29,7 @@ def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+@implementer(IPushProducer)
 class EventStream:
     """
     An HTTP response kept open to carry events, until the server ends it with
@@ -29,23 +38,51 @@ class EventStream:
     Once the headers are out, events on HTTP/1.x go straight to the
     connection, framed once per event, rather than through
     L{Request.write}, which would frame each copy again.
+
+    A client that reads slower than events come makes the connection's
+    buffer fill up; the connection then pauses this stream (it is its
+    producer). Events still go out, but once more than C{max_backlog} bytes
+    have piled up during one pause the connection is dropped: the client
+    reconnects by itself and resumes from the history, and the server does
+    not hold an unbounded buffer for it.
     """
 
-    __slots__ = ("_chunked", "_ended", "_open", "_request", "_transport")
+    __slots__ = (
+        "_backlog",
+        "_channel",
+        "_chunked",
+        "_ended",
+        "_max_backlog",
+        "_open",
+        "_paused",
+        "_request",
+        "_transport",
+    )
+
+    log = Logger()
 
     def __init__(
-        self, request: Request, ended: Callable[[EventStream], object]
+        self,
+        request: Request,
+        ended: Callable[[EventStream], object],
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
     ) -> None:
         """
         @param request: The request whose response carries the events; its
             headers must be set already.
         @param ended: Called with this stream once the response is over,
             whoever ended it.
+        @param max_backlog: How many bytes may pile up while the connection
+            has paused the stream before it is dropped.
         """
         self._request = request
+        self._channel: HTTPChannel | None = None
         self._transport: ITransport | None = None
         self._chunked = False
         self._open = True
+        self._paused = False
+        self._backlog = 0
+        self._max_backlog = max_backlog
         self._ended = ended
         request.notifyFinish().addBoth(self._end)
 
@@ -60,8 +97,10 @@ class EventStream:
         @param opening: Such as a C{retry:} field and a greeting.
         """
         self._request.write(opening)
+        self._request.registerProducer(self, True)
         channel = self._request.channel
         if isinstance(channel, HTTPChannel):
+            self._channel = channel
             self._transport = channel.transport
             self._chunked = bool(self._request.chunked)
 
@@ -71,6 +110,12 @@ class EventStream:
 
         @param data: Encoded events or comments.
         """
+        if self._paused:
+            self._backlog += len(data)
+            if self._backlog > self._max_backlog:
+                if self._open:
+                    self._drop()
+                return
         transport = self._transport
         if transport is None:
             self._request.write(data)
@@ -90,4 +135,36 @@ class EventStream:
             return
         if farewell:
             self.write(farewell)
+        self._request.unregisterProducer()
         self._request.finish()
+
+    def pauseProducing(self) -> None:
+        """
+        The connection's buffer is full: count what piles up from now on.
+        (Twisted's transports say so again on every write while full.)
+        """
+        if not self._paused:
+            self._paused = True
+            self._backlog = 0
+
+    def resumeProducing(self) -> None:
+        """
+        The connection's buffer has drained.
+        """
+        self._paused = False
+
+    def stopProducing(self) -> None:
+        """
+        The connection is going away; L{_end} follows.
+        """
+
+    def _drop(self) -> None:
+        self.log.warn(
+            "dropping a stream {backlog} bytes behind: its client reads too slowly",
+            backlog=self._backlog,
+        )
+        self._open = False
+        if self._channel is not None:
+            self._channel.forceAbortClient()
+        else:
+            self._request.loseConnection()

@@ -16,6 +16,7 @@ from twisted.python.filepath import FilePath
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
 from sse_twisted.service import sse_service
+from sse_twisted.stream import DEFAULT_MAX_BACKLOG
 
 BUNDLED_STATIC = Path(__file__).parent / "static"
 """The client page shipped with the package."""
@@ -95,6 +96,15 @@ class Options(usage.Options):
         ["static", None, None, "Directory served at / instead of the bundled page."],
         ["max-body", None, 64 * 1024, "Largest request body, in bytes.", int],
         [
+            "max-backlog",
+            None,
+            DEFAULT_MAX_BACKLOG,
+            "Bytes a stream may fall behind a slow client (beyond the"
+            " connection's own buffer) before it is dropped; the client"
+            " reconnects and resumes from the history.",
+            int,
+        ],
+        [
             "history",
             None,
             1000,
@@ -135,6 +145,7 @@ class Options(usage.Options):
         _check_range(self, "heartbeat", 0, 86400)
         _check_range(self, "keepalive", 0, 86400)
         _check_range(self, "max-body", 1, 1 << 30)
+        _check_range(self, "max-backlog", 1, 1 << 32)
         _check_range(self, "history", 0, _MAX_HISTORY)
         _check_range(self, "retry", 0, _MAX_RETRY)
         static = Path(self["static"]) if self["static"] else BUNDLED_STATIC
@@ -184,6 +195,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     settings = Settings(
         static=FilePath(str(options["static"])),
         max_body=options["max-body"],
+        max_backlog=options["max-backlog"],
         retry=options["retry"],
         publish_token=options["publish-token"],
         protect_api=options["protect-api"],

@@ -117,6 +117,40 @@ def test_klein_routes_alone_serve_streams_too() -> None:
     assert len(hub) == 0
 
 
+def test_stream_behind_a_slow_client_is_dropped() -> None:
+    """
+    When the connection pauses the stream (its client reads too slowly) and
+    more than the allowed backlog piles up, the connection is aborted and
+    the stream leaves the registry; the other streams carry on.
+    """
+    client, hub = make_client(max_backlog=1000)
+    slow, fast = client.open("GET", "/sse"), client.open("GET", "/sse")
+    slow.transport.producer.pauseProducing()
+    hub.publish("x" * 600)
+    assert not slow.transport.disconnected
+    slow.transport.producer.pauseProducing()  # still full: said again
+    hub.publish("y" * 600)
+    assert slow.transport.disconnected
+    slow.disconnect()
+    assert len(hub) == 1
+    assert data(fast)[-2:] == ["x" * 600, "y" * 600]
+
+
+def test_backlog_counts_per_pause() -> None:
+    """
+    A client that catches up (the connection resumes the stream) starts
+    from a clean slate at the next pause.
+    """
+    client, hub = make_client(max_backlog=1000)
+    stream = client.open("GET", "/sse")
+    for _ in range(3):
+        stream.transport.producer.pauseProducing()
+        hub.publish("x" * 600)
+        stream.transport.producer.resumeProducing()
+    assert not stream.transport.disconnected
+    assert len(data(stream)) == 4
+
+
 def test_retry_is_configurable() -> None:
     client, _ = make_client(retry=750)
     assert parse(client.open("GET", "/sse").response().body).retry == 750

@@ -6,6 +6,7 @@ a raw HTTP client, with the real reactor.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,13 @@ def server(reactor: Any) -> Generator[Server, None, None]:
     pytest_twisted.blockon(service.stopService())
 
 
+def tick() -> defer.Deferred[None]:
+    """
+    Let the reactor turn once, so that clients read.
+    """
+    return deferLater(reactor_(), 0, lambda: None)
+
+
 @defer.inlineCallbacks
 def until(predicate: Callable[[], bool]) -> Generator[Any, Any, None]:
     """
@@ -235,25 +243,33 @@ def test_abrupt_disconnect_mid_stream(server: Server) -> Generator[Any, Any, Non
 
 
 @pytest_twisted.inlineCallbacks
-def test_client_that_never_reads_does_not_hold_up_others(
+def test_client_that_never_reads_is_dropped_without_holding_up_others(
     server: Server,
 ) -> Generator[Any, Any, None]:
     """
-    A client that stops reading only fills its own buffers; another client
-    gets every event.
+    A client that stops reading fills its own buffers, then falls more than
+    the allowed backlog behind and is dropped; a client that reads gets
+    every event meanwhile.
     """
-    stalled = yield server.stream()
+    # A plain socket that never reads, with a small receive buffer (which
+    # also stops the kernel from growing it to many megabytes).
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", server.port))
+    stalled.sendall(b"GET /sse HTTP/1.1\r\nHost: t\r\n\r\n")
     reading = yield server.stream()
-    yield stalled.wait_for_events(1)
-    stalled.transport.pauseProducing()  # type: ignore[union-attr]
+    yield until(lambda: len(server.hub) == 2)
     chunk = "y" * 65536
-    for n in range(40):  # 2.5 MiB: well past the socket buffers
+    for n in range(200):  # 12.5 MiB: past the socket buffers and the backlog
         server.hub.publish(f"{n} {chunk}")
-    yield reading.wait_for(lambda: any(d.startswith("39 ") for d in reading.data()))
+        yield tick()
+    server.hub.publish("done")
+    # (Heartbeats may follow it, so look near the end, not at the very end.)
+    yield reading.wait_for(lambda: b"data: done\n\n" in reading.received[-65536:])
     numbers = [d.split()[0] for d in reading.data() if d[0].isdigit()]
-    assert numbers == [str(n) for n in range(40)]
-    stalled.transport.resumeProducing()  # type: ignore[union-attr]
-    stalled.transport.loseConnection()  # type: ignore[union-attr]
+    assert numbers == [str(n) for n in range(200)]
+    yield until(lambda: len(server.hub) == 1)
+    stalled.close()
     reading.transport.loseConnection()  # type: ignore[union-attr]
 
 

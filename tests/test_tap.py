@@ -27,6 +27,7 @@ def test_defaults() -> None:
     assert options["heartbeat"] == 3.0
     assert options["keepalive"] == 15.0
     assert options["max-body"] == 65536
+    assert options["max-backlog"] == 1024 * 1024
     assert options["history"] == 1000
     assert options["retry"] == 3000
     assert options["static"] == BUNDLED_STATIC
@@ -67,6 +68,7 @@ def test_port_becomes_an_endpoint_description(port: str, description: str) -> No
         ["--heartbeat", "nan"],
         ["--keepalive", "1e12"],
         ["--max-body", "0"],
+        ["--max-backlog", "0"],
         ["--history", "-5"],
         ["--history", "99999999999"],
         ["--retry", "-1"],
@@ -119,6 +121,7 @@ def test_every_option_is_in_help() -> None:
         "--keepalive",
         "--static",
         "--max-body",
+        "--max-backlog",
         "--history",
         "--retry",
         "--publish-token",
