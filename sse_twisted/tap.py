@@ -133,7 +133,7 @@ class Options(usage.Options):
         self["cors-origin"] = []
 
     def opt_cors_origin(self, origin: str) -> None:
-        "Let pages from this origin (https://app.example) use /sse and /publish; repeat for more, or give * for any origin, then without credentials. Without it, no CORS headers are sent."  # noqa: E501
+        """Let this origin use /sse and /publish (repeatable; * for any)."""
         self["cors-origin"].append(origin)
 
     def postOptions(self) -> None:
