@@ -25,7 +25,8 @@ CHANGED = '{"message": "Something changed"}'
 
 def make_client(**settings: object) -> tuple[Client, Hub]:
     hub = Hub(Clock(), instance="t")
-    app = SSEApp(hub, Settings(static=STATIC, **settings))  # type: ignore[arg-type]
+    settings = {"static": STATIC, **settings}
+    app = SSEApp(hub, Settings(**settings))  # type: ignore[arg-type]
     return Client(app.site()), hub
 
 
@@ -57,6 +58,18 @@ def test_unknown_path_is_404_json(client: Client) -> None:
     response = client.request("GET", "/nope")
     assert response.status == 404
     assert json.loads(response.body) == {"error": "not found"}
+
+
+def test_no_directory_listings(tmp_path: Path) -> None:
+    """
+    A directory under C{--static} is not listed.
+    """
+    (tmp_path / "index.html").write_text("home")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "file.txt").write_text("x")
+    client, _ = make_client(static=FilePath(str(tmp_path)))
+    response = client.request("GET", "/sub/")
+    assert (response.status, json.loads(response.body)) == (404, {"error": "not found"})
 
 
 def test_static_path_escape_is_refused(client: Client) -> None:

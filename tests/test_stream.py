@@ -1,0 +1,100 @@
+"""
+Tests for L{sse_twisted.stream.EventStream} on a request that is not plain
+HTTP/1.x (as under HTTP/2), where it keeps to the request's own methods.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+
+from sse_twisted.stream import EventStream
+
+
+class FakeRequest:
+    """
+    The parts of a request an L{EventStream} uses; its channel is no
+    L{twisted.web.http.HTTPChannel}.
+    """
+
+    channel = None
+    chunked = False
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.finished = False
+        self.lost = False
+        self.producer: object = None
+        self._finish: Deferred[None] = Deferred()
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def notifyFinish(self) -> Deferred[None]:
+        return self._finish
+
+    def registerProducer(self, producer: object, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def finish(self) -> None:
+        self.finished = True
+        self._finish.callback(None)
+
+    def loseConnection(self) -> None:
+        self.lost = True
+
+
+def open_stream(
+    max_backlog: int = 100,
+) -> tuple[FakeRequest, EventStream, list[object]]:
+    request = FakeRequest()
+    ended: list[object] = []
+    stream = EventStream(request, ended.append, max_backlog)  # type: ignore[arg-type]
+    stream.start(b"hello")
+    return request, stream, ended
+
+
+def test_writes_through_the_request() -> None:
+    request, stream, _ = open_stream()
+    stream.write(b"event")
+    assert request.written == [b"hello", b"event"]
+    assert request.producer is stream
+
+
+def test_close_finishes_once() -> None:
+    """
+    Closing writes the farewell, unregisters the producer and finishes;
+    closing again, or after the client left, does nothing.
+    """
+    request, stream, ended = open_stream()
+    stream.close(b"bye")
+    assert request.written[-1] == b"bye"
+    assert (request.finished, request.producer, ended) == (True, None, [stream])
+    stream.close(b"again")
+    assert request.written[-1] == b"bye"
+
+
+def test_close_after_the_client_left_does_nothing() -> None:
+    request, stream, ended = open_stream()
+    request._finish.errback(Failure(ConnectionDone()))
+    assert ended == [stream]
+    stream.close(b"bye")
+    assert not request.finished and request.written == [b"hello"]
+
+
+def test_slow_client_loses_its_connection() -> None:
+    """
+    Without an HTTP/1.x channel to abort, a stream too far behind asks the
+    request to lose its connection, once.
+    """
+    request, stream, _ = open_stream(max_backlog=10)
+    stream.pauseProducing()
+    stream.write(b"x" * 11)
+    assert request.lost
+    request.lost = False
+    stream.write(b"more")
+    assert not request.lost
