@@ -17,9 +17,11 @@ as C{tcp:}. TLS (including HTTP/2) stays on Twisted's normal path.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from twisted.internet import defer, tcp
 from twisted.internet.interfaces import (
+    IAddress,
     IListeningPort,
     IProtocolFactory,
     IReactorTCP,
@@ -33,9 +35,35 @@ from zope.interface import implementer
 class EagerServer(tcp.Server):
     """
     A server-side TCP connection that sends at once when its queue is empty.
+
+    What the protocol writes while it handles received data (a response to
+    a request, headers and body written apart) goes out in one C{send()}
+    when the handling ends. It also asks the kernel for its own address
+    once, rather than for every request (twisted.web asks in each request's
+    constructor).
     """
 
+    _host: IAddress | None = None
+    _held: list[bytes] | None = None
+
+    def doRead(self) -> Any:
+        self._held = []
+        try:
+            return super().doRead()
+        finally:
+            held, self._held = self._held, None
+            if held:
+                self.write(b"".join(held))
+
+    def getHost(self) -> IAddress:
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
+
     def write(self, data: bytes) -> None:
+        if self._held is not None and not self.TLS:
+            self._held.append(data)
+            return
         if self._queue_empty():
             try:
                 sent = self.socket.send(data)

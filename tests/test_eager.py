@@ -44,7 +44,8 @@ class Collector(Protocol):
 
 class Accepted(Protocol):
     """
-    The server end; the test writes to its transport directly.
+    The server end; the test writes to its transport directly, and it
+    answers what it receives with two writes (and a close, if asked).
     """
 
     connections: list[Accepted] = []
@@ -53,6 +54,13 @@ class Accepted(Protocol):
         self.connections.append(self)
         self.lost: defer.Deferred[None] = defer.Deferred()
         self.reason: Failure | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(b"<" + data)
+        self.transport.writeSequence([b">", b"\n"])
+        if data == b"close":
+            self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.reason = reason
@@ -186,6 +194,73 @@ def test_writes_after_lose_connection_are_queued_then_sent(
     server.write(b"def")
     yield client.lost.addTimeout(TIMEOUT, reactor)
     assert bytes(client.received) == b"abcdef"
+    yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_host_is_asked_once(reactor: Any) -> Generator[Any, Any, None]:
+    """
+    The local address is the listening one, and the same object every time.
+    """
+    port, server, client = yield connected_pair(reactor, 0)
+    host = server.getHost()
+    assert (host.host, host.port) == ("127.0.0.1", port.getHost().port)
+    assert server.getHost() is host
+    server.loseConnection()
+    yield client.lost.addTimeout(TIMEOUT, reactor)
+    yield port.stopListening()
+
+
+class CountingSocket:
+    """
+    Wraps a socket, counting its C{send} calls.
+    """
+
+    def __init__(self, wrapped: Any) -> None:
+        self._wrapped = wrapped
+        self.sends = 0
+
+    def send(self, data: bytes) -> int:
+        self.sends += 1
+        sent: int = self._wrapped.send(data)
+        return sent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped, name)
+
+
+@pytest_twisted.inlineCallbacks
+def test_writes_made_while_reading_go_out_in_one_send(
+    reactor: Any,
+) -> Generator[Any, Any, None]:
+    """
+    A response written in pieces while the connection handles received data
+    leaves in one C{send()}, in order, when the handling ends.
+    """
+    port, server, client = yield connected_pair(reactor, len(b"<ping>\n"))
+    counting = CountingSocket(server.socket)
+    server.socket = counting  # type: ignore[assignment]
+    client.transport.write(b"ping")  # type: ignore[union-attr]
+    yield client.complete.addTimeout(TIMEOUT, reactor)
+    assert bytes(client.received) == b"<ping>\n"
+    assert counting.sends == 1
+    server.loseConnection()
+    yield client.lost.addTimeout(TIMEOUT, reactor)
+    yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_close_while_reading_still_sends_what_was_written(
+    reactor: Any,
+) -> Generator[Any, Any, None]:
+    """
+    A close asked for while handling received data comes after what was
+    written: the client gets the whole response, then the end.
+    """
+    port, _, client = yield connected_pair(reactor, len(b"<close>\n"))
+    client.transport.write(b"close")  # type: ignore[union-attr]
+    yield client.lost.addTimeout(TIMEOUT, reactor)
+    assert bytes(client.received) == b"<close>\n"
     yield port.stopListening()
 
 
