@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from memory_http import Client, Connection
-from sse_parser import parse
 from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
 from twisted.web.server import Site
 
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
+from sse_twisted.testing import parse
 
 STATIC = FilePath(str(Path(__file__).parent.parent / "static"))
 JSON = {"Content-Type": "application/json"}

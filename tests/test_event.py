@@ -5,7 +5,6 @@ Tests for L{sse_twisted.event}: the wire format of events.
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sse_parser import EventStreamParser, parse
 
 from sse_twisted.event import (
     InvalidEventField,
@@ -13,6 +12,7 @@ from sse_twisted.event import (
     encode_event,
     encode_retry,
 )
+from sse_twisted.testing import EventStreamParser, parse
 
 
 def test_single_line() -> None:
@@ -128,3 +128,16 @@ def test_round_trip(data: str, event: str | None, event_id: str | None) -> None:
     assert received.data == expected
     assert received.type == (event or "message")
     assert received.last_event_id == (event_id or "")
+
+
+def test_parser_refuses_bytes_that_are_not_utf8() -> None:
+    """
+    The test parser, like a browser's, reads UTF-8; it tells apart a cut
+    multi-byte character (kept for the next bytes) from bytes that are no
+    UTF-8 at all.
+    """
+    parser = EventStreamParser()
+    parser.feed("data: é".encode()[:-1])
+    assert parser.feed(b"\xa9\n\n")[0].data == "é"
+    with pytest.raises(ValueError):
+        parser.feed(b"data: \xff\xfe\xfd\xfc\xfb\n\n")

@@ -7,37 +7,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from sse_parser import parse
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 
 from sse_twisted.event import InvalidEventField
 from sse_twisted.hub import RESYNC_EVENT, Hub
+from sse_twisted.testing import RecordingSink, parse
 
 
-class FakeSink:
-    """
-    An L{EventSink} that remembers what it was given.
-    """
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed_with: bytes | None = None
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def close(self, farewell: bytes = b"") -> None:
-        self.closed_with = farewell
-
-    def data(self) -> list[str]:
-        return [e.data for e in parse(b"".join(self.writes)).events]
-
+class FakeSink(RecordingSink):
     def events(self) -> list[tuple[str, str, str]]:
-        return [
-            (e.type, e.data, e.last_event_id)
-            for e in parse(b"".join(self.writes)).events
-        ]
+        return [(e.type, e.data, e.last_event_id) for e in self.parsed().events]
 
 
 class BrokenSink(FakeSink):

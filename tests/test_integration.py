@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import pytest_twisted
 from memory_http import dechunk, parse_response
-from sse_parser import parse
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
@@ -26,6 +25,7 @@ from twisted.python.filepath import FilePath
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
 from sse_twisted.service import sse_service
+from sse_twisted.testing import parse
 
 STATIC = FilePath(str(Path(__file__).parent.parent / "static"))
 TIMEOUT = 10.0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gc
 
-from sse_parser import parse
 from test_hub import FakeSink
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import TCP4ServerEndpoint
@@ -22,6 +21,7 @@ from sse_twisted.service import (
     StreamCloser,
     sse_service,
 )
+from sse_twisted.testing import parse
 
 HELLO = '{"message": "Hello hello!"}'
 
