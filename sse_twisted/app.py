@@ -8,7 +8,6 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -19,14 +18,29 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource, Resource, getChildForRequest
-from twisted.web.server import NOT_DONE_YET, Request, Site
-from twisted.web.static import File
+from twisted.web.resource import IResource, getChildForRequest
+from twisted.web.server import Request, Site
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from sse_twisted.event import InvalidEventField, encode_event, encode_retry
 from sse_twisted.hub import DEFAULT_TOPIC, Hub
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG, EventStream
+from sse_twisted.web import (
+    FORM_TYPE,
+    JSON_TYPE,
+    KEEP_OPEN,
+    NOT_FOUND,
+    BodyLimitedRequest,
+    ErrorResource,
+    RequestError,
+    StaticFiles,
+    StreamFirst,
+    decode_utf8,
+    error_body,
+    json_body,
+    media_type,
+    parse_json,
+)
 
 GREETING = json.dumps({"message": "Gotcha"})
 CHANGED = json.dumps({"message": "Something changed"})
@@ -35,8 +49,6 @@ _TOPIC = re.compile(r"[A-Za-z0-9._~:-]{1,64}")
 _MAX_TOPICS = 32
 _MAX_EVENT_NAME = 128
 _MAX_LAST_EVENT_ID = 256
-_JSON_TYPE = "application/json"
-_FORM_TYPE = "application/x-www-form-urlencoded"
 _PUBLISH_FIELDS = frozenset({"data", "event", "topic"})
 
 
@@ -65,117 +77,6 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
 
 
-class _RequestError(Exception):
-    """
-    The request cannot be served; answered with C{code} and a JSON error.
-    """
-
-    def __init__(
-        self, code: int, message: str, headers: Sequence[tuple[str, str]] = ()
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.headers = headers
-
-    def render(self, request: IRequest) -> bytes:
-        """
-        Answer C{request} with this error.
-        """
-        for name, value in self.headers:
-            request.setHeader(name, value)
-        return _error_body(request, self.code, self.message)
-
-
-class _ErrorResource(Resource):
-    """
-    A resource that answers every request with one JSON error.
-    """
-
-    isLeaf = True
-
-    def __init__(self, error: _RequestError) -> None:
-        super().__init__()
-        self._error = error
-
-    def render(self, request: IRequest) -> bytes:
-        return self._error.render(request)
-
-
-_NOT_FOUND = _ErrorResource(_RequestError(404, "not found"))
-
-
-class _KeepOpen(Resource):
-    """
-    Leaves the response open: an L{EventStream} writes it and ends it.
-
-    Returning it from a Klein route ends Klein's part in the request, so
-    that no Deferred chain lives as long as the stream.
-    """
-
-    isLeaf = True
-
-    def render(self, request: IRequest) -> int:
-        return NOT_DONE_YET
-
-
-_KEEP_OPEN = _KeepOpen()
-
-
-class _StreamFirst(Resource):
-    """
-    The root resource: C{GET /sse}, the one request that every client makes
-    and keeps, goes straight to L{SSEApp.open_stream}; everything else to
-    the Klein routes. Klein's routing costs about as much CPU as the rest of
-    opening a stream.
-    """
-
-    isLeaf = True
-
-    def __init__(self, app: SSEApp, routes: IResource) -> None:
-        super().__init__()
-        self._app = app
-        self._routes = routes
-
-    def render(self, request: Request) -> bytes | int:
-        if request.method != b"GET" or request.path != b"/sse":
-            return self._routes.render(request)
-        try:
-            self._app.open_stream(request)
-        except _RequestError as error:
-            return error.render(request)
-        return NOT_DONE_YET
-
-
-class _BodyLimitedRequest(Request):
-    """
-    A request that keeps no more of its body than one byte over the limit:
-    enough for the route to answer 413, while an oversized upload costs
-    neither memory nor disk.
-    """
-
-    def __init__(self, *args: Any, max_body: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._room = max_body + 1
-
-    def handleContentChunk(self, data: bytes) -> None:
-        if self._room > 0:
-            kept = data[: self._room]
-            self._room -= len(kept)
-            super().handleContentChunk(kept)
-
-
-class _StaticFiles(File):
-    """
-    The client page: read-only, without directory listings, JSON errors.
-    """
-
-    childNotFound = _NOT_FOUND  # type: ignore[assignment]
-
-    def directoryListing(self) -> Resource:
-        return _NOT_FOUND
-
-
 class SSEApp:
     """
     The routes, bound to one L{Hub} and one L{Settings}.
@@ -194,10 +95,8 @@ class SSEApp:
         @return: The web site serving these routes.
         """
         site = Site(
-            _StreamFirst(self, self.app.resource()),
-            requestFactory=partial(
-                _BodyLimitedRequest, max_body=self.settings.max_body
-            ),
+            StreamFirst(self.open_stream, self.app.resource()),
+            requestFactory=partial(BodyLimitedRequest, max_body=self.settings.max_body),
         )
         site.displayTracebacks = False
         return site
@@ -208,17 +107,17 @@ class SSEApp:
         Serve the files of the static directory (the client page) at every
         path that no route claims.
         """
-        found = getChildForRequest(_StaticFiles(self.settings.static.path), request)
-        if found is _NOT_FOUND or request.method in (b"GET", b"HEAD"):
+        found = getChildForRequest(StaticFiles(self.settings.static.path), request)
+        if found is NOT_FOUND or request.method in (b"GET", b"HEAD"):
             return found
-        return _ErrorResource(
-            _RequestError(405, "method not allowed", [("Allow", "GET, HEAD")])
+        return ErrorResource(
+            RequestError(405, "method not allowed", [("Allow", "GET, HEAD")])
         )
 
-    @app.handle_errors(_RequestError)
+    @app.handle_errors(RequestError)
     def _request_error(self, request: IRequest, failure: Failure) -> bytes:
         error = failure.value
-        assert isinstance(error, _RequestError)
+        assert isinstance(error, RequestError)
         return error.render(request)
 
     @app.handle_errors(HTTPException)
@@ -227,21 +126,22 @@ class SSEApp:
         assert isinstance(error, HTTPException)
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             request.setHeader("Allow", ", ".join(error.valid_methods))
-        return _error_body(request, error.code or 500, error.name.lower())
+        return error_body(request, error.code or 500, error.name.lower())
 
     @app.handle_errors(InvalidEventField)
     def _invalid_field(self, request: IRequest, failure: Failure) -> bytes:
-        return _error_body(request, 400, str(failure.value))
+        return error_body(request, 400, str(failure.value))
 
     @app.route("/sse", methods=["GET", "HEAD"])
     def stream(self, request: Request) -> Any:
         """
         Open an event stream: C{retry:}, the greeting, the events missed
         since C{Last-Event-ID} (or C{?lastEventId=}), then live events.
-        (L{_StreamFirst} takes C{GET} past Klein to L{open_stream}.)
+        (L{sse_twisted.web.StreamFirst} takes C{GET} past Klein to
+        L{open_stream}.)
         """
         if self.open_stream(request):
-            return _KEEP_OPEN
+            return KEEP_OPEN
         return b""
 
     def open_stream(self, request: Request) -> bool:
@@ -250,7 +150,7 @@ class SSEApp:
         the stream and subscribe it.
 
         @return: Whether a stream was opened (not for C{HEAD}).
-        @raise _RequestError: If the request asks for bad topics.
+        @raise RequestError: If the request asks for bad topics.
         """
         self._allow_cors(request)
         topics = self._topics(request)
@@ -283,9 +183,9 @@ class SSEApp:
         if self.settings.protect_api:
             self._authorize(request)
         body = self._body(request)
-        self.log.info("message received: {body}", body=_parse_json(body))
+        self.log.info("message received: {body}", body=parse_json(body))
         receipt = self.hub.publish(CHANGED)
-        return _json(request, {"id": receipt.id, "delivered": receipt.delivered})
+        return json_body(request, {"id": receipt.id, "delivered": receipt.delivered})
 
     @app.route("/publish", methods=["POST"])
     def publish(self, request: IRequest) -> bytes:
@@ -296,14 +196,12 @@ class SSEApp:
         self._allow_cors(request)
         self._authorize(request)
         fields = self._publish_fields(request)
-        topic = fields.get("topic", DEFAULT_TOPIC)
+        topic = _checked_topic(fields.get("topic", DEFAULT_TOPIC))
         event = fields.get("event")
-        if not isinstance(topic, str) or not _TOPIC.fullmatch(topic):
-            raise _RequestError(400, _TOPIC_RULE)
         if event is not None and (
             not isinstance(event, str) or not 0 < len(event) <= _MAX_EVENT_NAME
         ):
-            raise _RequestError(
+            raise RequestError(
                 400, f"event must be a string of 1 to {_MAX_EVENT_NAME} characters"
             )
         data = fields["data"]
@@ -315,7 +213,7 @@ class SSEApp:
             topic=topic,
             delivered=receipt.delivered,
         )
-        return _json(
+        return json_body(
             request, {"id": receipt.id, "delivered": receipt.delivered, "topic": topic}
         )
 
@@ -324,7 +222,7 @@ class SSEApp:
         """
         Report that the server is up, with its open streams and last event id.
         """
-        return _json(
+        return json_body(
             request,
             {"status": "ok", "streams": len(self.hub), "lastEventId": self.hub.last_id},
         )
@@ -332,11 +230,8 @@ class SSEApp:
     def _topics(self, request: IRequest) -> list[str]:
         topics = [t.decode("utf-8", "replace") for t in request.args.get(b"topic", [])]
         if len(topics) > _MAX_TOPICS:
-            raise _RequestError(400, f"at most {_MAX_TOPICS} topics per stream")
-        for topic in topics:
-            if not _TOPIC.fullmatch(topic):
-                raise _RequestError(400, _TOPIC_RULE)
-        return topics or [DEFAULT_TOPIC]
+            raise RequestError(400, f"at most {_MAX_TOPICS} topics per stream")
+        return [_checked_topic(topic) for topic in topics] or [DEFAULT_TOPIC]
 
     def _allow_cors(self, request: IRequest, preflight: bool = False) -> None:
         allowed = self.settings.cors_origins
@@ -367,75 +262,55 @@ class SSEApp:
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             offered.strip().encode("utf-8"), token
         ):
-            raise _RequestError(
+            raise RequestError(
                 401,
                 "a valid bearer token is required",
                 [("WWW-Authenticate", 'Bearer realm="ssedemo"')],
             )
 
     def _body(self, request: IRequest, form: bool = False) -> bytes:
-        media_type = _media_type(request)
-        is_json = media_type == _JSON_TYPE or media_type.endswith("+json")
-        if not (is_json or (form and media_type == _FORM_TYPE)):
-            wanted = f"{_JSON_TYPE} or {_FORM_TYPE}" if form else _JSON_TYPE
-            raise _RequestError(
-                415, f"Content-Type must be {wanted}, not {media_type!r}"
-            )
+        kind = media_type(request)
+        is_json = kind == JSON_TYPE or kind.endswith("+json")
+        if not (is_json or (form and kind == FORM_TYPE)):
+            wanted = f"{JSON_TYPE} or {FORM_TYPE}" if form else JSON_TYPE
+            raise RequestError(415, f"Content-Type must be {wanted}, not {kind!r}")
         limit = self.settings.max_body
         body: bytes = request.content.read(limit + 1)
         if len(body) > limit:
-            raise _RequestError(413, f"body larger than {limit} bytes")
+            raise RequestError(413, f"body larger than {limit} bytes")
         return body
 
     def _publish_fields(self, request: IRequest) -> dict[str, Any]:
         body = self._body(request, form=True)
-        if _media_type(request) == _FORM_TYPE:
+        if media_type(request) == FORM_TYPE:
             fields: Any = {
                 name: values[-1]
                 for name, values in parse_qs(
-                    _decode(body), keep_blank_values=True, strict_parsing=False
+                    decode_utf8(body), keep_blank_values=True, strict_parsing=False
                 ).items()
             }
         else:
-            fields = _parse_json(body)
+            fields = parse_json(body)
         if not isinstance(fields, dict):
-            raise _RequestError(400, "body must be a JSON object")
+            raise RequestError(400, "body must be a JSON object")
         unknown = set(fields) - _PUBLISH_FIELDS
         if unknown:
-            raise _RequestError(
+            raise RequestError(
                 400,
                 f"unknown fields {sorted(unknown)}; allowed: data, event, topic"
                 " (ids are assigned by the server)",
             )
         if "data" not in fields:
-            raise _RequestError(400, "data is required")
+            raise RequestError(400, "data is required")
         return fields
 
 
-_TOPIC_RULE = "topic names are 1 to 64 characters: letters, digits, . _ ~ : -"
-
-
-def _media_type(request: IRequest) -> str:
-    header = request.getHeader("Content-Type") or ""
-    return header.partition(";")[0].strip().lower()
-
-
-def _decode(body: bytes) -> str:
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _RequestError(400, "body is not valid UTF-8") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _parse_json(body: bytes) -> Any:
-    try:
-        return json.loads(_decode(body), parse_constant=_reject_constant)
-    except ValueError as e:
-        raise _RequestError(400, f"body is not valid JSON: {e}") from None
+def _checked_topic(topic: object) -> str:
+    if not isinstance(topic, str) or not _TOPIC.fullmatch(topic):
+        raise RequestError(
+            400, "topic names are 1 to 64 characters: letters, digits, . _ ~ : -"
+        )
+    return topic
 
 
 def _last_event_id(request: IRequest) -> str | None:
@@ -444,13 +319,3 @@ def _last_event_id(request: IRequest) -> str | None:
         values = request.args.get(b"lastEventId")
         header = values[-1].decode("utf-8", "replace") if values else None
     return None if header is None else header[:_MAX_LAST_EVENT_ID]
-
-
-def _json(request: IRequest, value: object) -> bytes:
-    request.setHeader("Content-Type", "application/json")
-    return json.dumps(value).encode("utf-8")
-
-
-def _error_body(request: IRequest, code: int, message: str) -> bytes:
-    request.setResponseCode(code)
-    return _json(request, {"error": message})

@@ -1,0 +1,201 @@
+"""
+twisted.web building blocks for ssedemo's routes: JSON errors, request
+bodies, the static files, and the root resource that takes C{GET /sse}
+past Klein.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.static import File
+
+JSON_TYPE = "application/json"
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+class RequestError(Exception):
+    """
+    The request cannot be served; answered with C{code} and a JSON error.
+    """
+
+    def __init__(
+        self, code: int, message: str, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """
+        @param code: The HTTP status.
+        @param message: What is wrong, for the client.
+        @param headers: Headers to send with the error.
+        """
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+    def render(self, request: IRequest) -> bytes:
+        """
+        Answer C{request} with this error.
+        """
+        for name, value in self.headers:
+            request.setHeader(name, value)
+        return error_body(request, self.code, self.message)
+
+
+class ErrorResource(Resource):
+    """
+    A resource that answers every request with one JSON error.
+    """
+
+    isLeaf = True
+
+    def __init__(self, error: RequestError) -> None:
+        """
+        @param error: The error to answer with.
+        """
+        super().__init__()
+        self._error = error
+
+    def render(self, request: IRequest) -> bytes:
+        return self._error.render(request)
+
+
+NOT_FOUND = ErrorResource(RequestError(404, "not found"))
+
+
+class _KeepOpen(Resource):
+    """
+    Leaves the response open: an L{sse_twisted.stream.EventStream} writes it
+    and ends it.
+
+    Returning it from a Klein route ends Klein's part in the request, so
+    that no Deferred chain lives as long as the stream.
+    """
+
+    isLeaf = True
+
+    def render(self, request: IRequest) -> int:
+        return NOT_DONE_YET
+
+
+KEEP_OPEN = _KeepOpen()
+"""Return it from a Klein route whose response something else finishes."""
+
+
+class StreamFirst(Resource):
+    """
+    The root resource: C{GET /sse}, the one request that every client makes
+    and keeps, goes straight to a function that opens the stream;
+    everything else to the Klein routes. Klein's routing costs about as much
+    CPU as the rest of opening a stream.
+    """
+
+    isLeaf = True
+
+    def __init__(
+        self, open_stream: Callable[[Request], object], routes: IResource
+    ) -> None:
+        """
+        @param open_stream: Opens the stream of a C{GET /sse}, or raises
+            L{RequestError}.
+        @param routes: Serves every other request.
+        """
+        super().__init__()
+        self._open_stream = open_stream
+        self._routes = routes
+
+    def render(self, request: Request) -> bytes | int:
+        if request.method != b"GET" or request.path != b"/sse":
+            return self._routes.render(request)
+        try:
+            self._open_stream(request)
+        except RequestError as error:
+            return error.render(request)
+        return NOT_DONE_YET
+
+
+class BodyLimitedRequest(Request):
+    """
+    A request that keeps no more of its body than one byte over the limit:
+    enough for the route to answer 413, while an oversized upload costs
+    neither memory nor disk.
+    """
+
+    def __init__(self, *args: Any, max_body: int, **kwargs: Any) -> None:
+        """
+        @param max_body: The largest body, in bytes, the route accepts; the
+            other arguments are L{Request}'s.
+        """
+        super().__init__(*args, **kwargs)
+        self._room = max_body + 1
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._room > 0:
+            kept = data[: self._room]
+            self._room -= len(kept)
+            super().handleContentChunk(kept)
+
+
+class StaticFiles(File):
+    """
+    The client page: read-only, without directory listings, JSON errors.
+    """
+
+    childNotFound = NOT_FOUND  # type: ignore[assignment]
+
+    def directoryListing(self) -> Resource:
+        return NOT_FOUND
+
+
+def media_type(request: IRequest) -> str:
+    """
+    @return: The request's media type, lower case, without parameters.
+    """
+    header = request.getHeader("Content-Type") or ""
+    return header.partition(";")[0].strip().lower()
+
+
+def decode_utf8(body: bytes) -> str:
+    """
+    @raise RequestError: 400, if C{body} is not UTF-8.
+    """
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestError(400, "body is not valid UTF-8") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    """
+    Parse a JSON body strictly (no C{NaN} or C{Infinity}).
+
+    @raise RequestError: 400, if C{body} is not JSON.
+    """
+    try:
+        return json.loads(decode_utf8(body), parse_constant=_reject_constant)
+    except ValueError as e:
+        raise RequestError(400, f"body is not valid JSON: {e}") from None
+
+
+def json_body(request: IRequest, value: object) -> bytes:
+    """
+    @return: C{value} as the JSON body of the response to C{request}.
+    """
+    request.setHeader("Content-Type", JSON_TYPE)
+    return json.dumps(value).encode("utf-8")
+
+
+def error_body(request: IRequest, code: int, message: str) -> bytes:
+    """
+    @return: The JSON body C{{"error": message}}, with C{code} set.
+    """
+    request.setResponseCode(code)
+    return json_body(request, {"error": message})
