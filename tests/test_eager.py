@@ -93,6 +93,19 @@ def connected_pair(
     return port, accepted.transport, client
 
 
+@defer.inlineCallbacks
+def hang_up(
+    reactor: Any, port: Any, server: EagerServer, client: Collector
+) -> Generator[Any, Any, None]:
+    """
+    Close the connection from the server's end, wait until the client sees
+    it, and stop listening.
+    """
+    server.loseConnection()
+    yield client.lost.addTimeout(TIMEOUT, reactor)
+    yield port.stopListening()
+
+
 def tick(reactor: Any) -> defer.Deferred[None]:
     """
     Let the reactor turn (1 ms).
@@ -135,9 +148,7 @@ def test_partial_writes_lose_and_reorder_nothing(
     client.transport.resumeProducing()  # type: ignore[union-attr]
     yield client.complete.addTimeout(TIMEOUT, reactor)
     assert bytes(client.received) == b"".join(writes)
-    server.loseConnection()
-    yield client.lost.addTimeout(TIMEOUT, reactor)
-    yield port.stopListening()
+    yield hang_up(reactor, port, server, client)
 
 
 @pytest_twisted.inlineCallbacks
@@ -152,9 +163,7 @@ def test_small_writes_go_out_at_once(reactor: Any) -> Generator[Any, Any, None]:
         assert server._tempDataLen == 0 and server.dataBuffer == b""
     yield client.complete.addTimeout(TIMEOUT, reactor)
     assert bytes(client.received) == b"e" * 300
-    server.loseConnection()
-    yield client.lost.addTimeout(TIMEOUT, reactor)
-    yield port.stopListening()
+    yield hang_up(reactor, port, server, client)
 
 
 @pytest_twisted.inlineCallbacks
@@ -206,9 +215,7 @@ def test_host_is_asked_once(reactor: Any) -> Generator[Any, Any, None]:
     host = server.getHost()
     assert (host.host, host.port) == ("127.0.0.1", port.getHost().port)
     assert server.getHost() is host
-    server.loseConnection()
-    yield client.lost.addTimeout(TIMEOUT, reactor)
-    yield port.stopListening()
+    yield hang_up(reactor, port, server, client)
 
 
 class CountingSocket:
@@ -244,9 +251,7 @@ def test_writes_made_while_reading_go_out_in_one_send(
     yield client.complete.addTimeout(TIMEOUT, reactor)
     assert bytes(client.received) == b"<ping>\n"
     assert counting.sends == 1
-    server.loseConnection()
-    yield client.lost.addTimeout(TIMEOUT, reactor)
-    yield port.stopListening()
+    yield hang_up(reactor, port, server, client)
 
 
 @pytest_twisted.inlineCallbacks
