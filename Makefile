@@ -1,5 +1,5 @@
 # Two commands do everything: `make run` and `make test`. Each sets up what it
-# needs (the virtualenv, the project, Chromium for the browser tests) and is
+# needs (the virtualenv, the project, the Debian packages the tests start) and is
 # safe to run again.
 
 PYTHON ?= python3
@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint check-chromium bench clean
+.PHONY: run test lint system-packages bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,13 +24,23 @@ $(STAMP): $(BIN)/python setup.py pyproject.toml
 run: $(STAMP)
 	$(BIN)/twistd -n ssedemo --port $(PORT)
 
-check-chromium:
-	@if command -v chromium >/dev/null 2>&1; then :; \
+# Debian packages the tests start for real: chromium (browser tests),
+# redis-server (scale-out), systemd (systemd-socket-activate, systemd-analyze),
+# openssl (test certificates) and curl (HTTP/2 checks). Installed with apt-get
+# when run as root; otherwise the missing ones are named.
+SYSTEM_PACKAGES := chromium:chromium redis-server:redis-server \
+	systemd-socket-activate:systemd systemd-analyze:systemd openssl:openssl curl:curl
+
+system-packages:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		echo "Installing Debian's chromium for the browser tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		echo "Installing Debian packages for the tests:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else \
-		echo "The browser tests need Debian's chromium: run 'sudo apt-get install chromium', then 'make test' again." >&2; \
+		echo "The tests need Debian packages:$$missing. Run 'sudo apt-get install$$missing', then 'make test' again." >&2; \
 		exit 1; \
 	fi
 
@@ -39,7 +49,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy sse_twisted
 
-test: $(STAMP) check-chromium lint
+test: $(STAMP) system-packages lint
 	$(BIN)/pytest --cov=sse_twisted --cov-report=term-missing:skip-covered
 
 clean:
