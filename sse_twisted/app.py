@@ -66,6 +66,7 @@ class Settings:
     @ivar protect_api: Whether C{/api} requires the token too.
     @ivar cors_origins: Origins allowed to use C{/sse} and C{/publish} from
         a browser; C{"*"} allows any, without credentials.
+    @ivar fanout: Which fan-out runs (L{sse_twisted.fanout}), for C{/health}.
     """
 
     static: FilePath[str]
@@ -75,6 +76,7 @@ class Settings:
     publish_token: bytes | None = None
     protect_api: bool = False
     cors_origins: tuple[str, ...] = ()
+    fanout: str = "python"
 
 
 class SSEApp:
@@ -220,11 +222,17 @@ class SSEApp:
     @app.route("/health", methods=["GET", "HEAD"])
     def health(self, request: IRequest) -> bytes:
         """
-        Report that the server is up, with its open streams and last event id.
+        Report that the server is up, with its open streams, last event id
+        and fan-out.
         """
         return json_body(
             request,
-            {"status": "ok", "streams": len(self.hub), "lastEventId": self.hub.last_id},
+            {
+                "status": "ok",
+                "streams": len(self.hub),
+                "lastEventId": self.hub.last_id,
+                "fanout": self.settings.fanout,
+            },
         )
 
     def _topics(self, request: IRequest) -> list[str]:

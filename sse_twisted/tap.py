@@ -10,10 +10,12 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
 from sse_twisted.app import Settings, SSEApp
+from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import Hub
 from sse_twisted.log import MemoryLog
 from sse_twisted.service import sse_service
@@ -27,6 +29,8 @@ DEFAULT_BACKLOG = 4096
 The listen queue given to TCP endpoints that name none. Twisted's own
 default of 50 overflows when thousands of clients connect at once.
 """
+
+log = Logger()
 
 _MAX_RETRY = 24 * 60 * 60 * 1000
 _MAX_HISTORY = 1_000_000
@@ -192,7 +196,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor
     clock: IReactorTime = reactor
-    hub = Hub(clock, MemoryLog(options["history"]))
+    fanout = choose_fanout()
+    log.info("fan-out: {fanout} ({why})", fanout=fanout.name, why=fanout.why)
+    hub = Hub(clock, MemoryLog(options["history"]), fanout.groups)
     settings = Settings(
         static=FilePath(str(options["static"])),
         max_body=options["max-body"],
@@ -201,6 +207,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         publish_token=options["publish-token"],
         protect_api=options["protect-api"],
         cors_origins=tuple(options["cors-origin"]),
+        fanout=fanout.name,
     )
     return sse_service(
         hub,

@@ -15,6 +15,7 @@ from twisted.python.filepath import FilePath
 from twisted.web.server import Site
 
 from sse_twisted.app import Settings, SSEApp
+from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import Hub
 from sse_twisted.log import MemoryLog
 from sse_twisted.testing import parse
@@ -25,8 +26,9 @@ CHANGED = '{"message": "Something changed"}'
 
 
 def make_client(**settings: object) -> tuple[Client, Hub]:
-    hub = Hub(Clock(), MemoryLog(instance="t"))
-    settings = {"static": STATIC, **settings}
+    fanout = choose_fanout()
+    hub = Hub(Clock(), MemoryLog(instance="t"), fanout.groups)
+    settings = {"static": STATIC, "fanout": fanout.name, **settings}
     app = SSEApp(hub, Settings(**settings))  # type: ignore[arg-type]
     return Client(app.site()), hub
 
@@ -122,7 +124,7 @@ def test_klein_routes_alone_serve_streams_too() -> None:
     The site takes C{GET /sse} past Klein for speed, but the Klein routes
     on their own (to embed them in another site) serve streams the same.
     """
-    hub = Hub(Clock(), MemoryLog(instance="t"))
+    hub = Hub(Clock(), MemoryLog(instance="t"), choose_fanout().groups)
     client = Client(Site(SSEApp(hub, Settings(static=STATIC)).app.resource()))
     stream = client.open("GET", "/sse?topic=a")
     hub.publish("to a", topic="a")
@@ -543,4 +545,5 @@ def test_health(hub_client: tuple[Client, Hub]) -> None:
         "status": "ok",
         "streams": 1,
         "lastEventId": "t-1",
+        "fanout": choose_fanout().name,
     }
