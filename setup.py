@@ -16,7 +16,7 @@ setup(
     # sse_twisted/static links to the top-level static/ directory; building
     # a wheel copies the files in, so both install modes serve the page.
     package_data={
-        "sse_twisted": ["static/*", "py.typed"],
+        "sse_twisted": ["static/*", "py.typed", "_fanout.pyi"],
         "twisted.plugins": ["ssedemo_plugin.py", "ssedemo_endpoints.py"],
     },
     # The compiled send loop of the fan-out (limited API: one build serves
