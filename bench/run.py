@@ -39,6 +39,8 @@ from typing import IO, Any
 BENCH = Path(__file__).resolve().parent
 LOADGEN_SOURCE = BENCH / "loadgen.c"
 LOADGEN = BENCH / "build" / "loadgen"
+CSERVER_SOURCE = BENCH / "cserver.c"
+CSERVER = BENCH / "build" / "cserver"
 PEERS = BENCH / "peers"
 PEER_VENV = BENCH / ".venv"
 PEER_PACKAGES = (
@@ -51,7 +53,9 @@ PEER_PACKAGES = (
 )
 # What the versions section names for the peers (starlette comes along).
 PEER_VERSIONS = ("sse-starlette", "starlette", *PEER_PACKAGES[1:])
-SERVERS = ("ssedemo", "starlette", "aiohttp", "node")
+# ssedemo-python: ssedemo with its compiled fan-out turned off; c-epoll: the
+# floor, a minimal C epoll server (cserver.c).
+SERVERS = ("ssedemo", "ssedemo-python", "c-epoll", "starlette", "aiohttp", "node")
 PYTHON_PEERS = frozenset({"starlette", "aiohttp"})
 
 START_DEADLINE = 30.0  # seconds for a server to listen
@@ -72,24 +76,25 @@ class BenchError(Exception):
 # Setup: the loadgen and the peers' virtualenv.
 
 
-def build_loadgen() -> Path:
+def build_loadgen(source: Path = LOADGEN_SOURCE, binary: Path = LOADGEN) -> Path:
     """
-    Compile the loadgen unless the binary is newer than its source. The
-    binary is written under a temporary name and renamed, so that two runs
-    at once never see half a file.
+    Compile the loadgen (or another of the C programs here) unless the
+    binary is newer than its source. The binary is written under a
+    temporary name and renamed, so that two runs at once never see half a
+    file.
     """
-    if LOADGEN.exists() and LOADGEN.stat().st_mtime >= LOADGEN_SOURCE.stat().st_mtime:
-        return LOADGEN
-    LOADGEN.parent.mkdir(parents=True, exist_ok=True)
-    partial = LOADGEN.with_name(f".loadgen-{os.getpid()}")
+    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+        return binary
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_name(f".{binary.name}-{os.getpid()}")
     flags = ["-O2", "-Wall", "-Wextra"]
     subprocess.run(
-        ["gcc", *flags, "-o", str(partial), str(LOADGEN_SOURCE), "-lm"],
+        ["gcc", *flags, "-o", str(partial), str(source), "-lm"],
         check=True,
         timeout=120,
     )
-    partial.replace(LOADGEN)
-    return LOADGEN
+    partial.replace(binary)
+    return binary
 
 
 _peer_setup: list[Path | str] = []  # the outcome of the first setup, once tried
@@ -141,10 +146,15 @@ def server_command(name: str, port: int) -> list[str]:
     """
     @return: The command that runs server C{name} on 127.0.0.1:C{port}.
     """
-    if name == "ssedemo":
+    if name in ("ssedemo", "ssedemo-python"):
         twistd = str(Path(sys.executable).with_name("twistd"))
         where = f"tcp:{port}:interface=127.0.0.1"
-        return [twistd, "-n", "ssedemo", "--port", where, "--heartbeat", "0"]
+        command = [twistd, "-n", "ssedemo", "--port", where, "--heartbeat", "0"]
+        if name == "ssedemo-python":  # env execs twistd: the same process
+            command = ["env", "SSEDEMO_PURE_PYTHON=1", *command]
+        return command
+    if name == "c-epoll":
+        return [str(CSERVER), str(port)]
     if name in PYTHON_PEERS:
         return [str(peer_python()), str(PEERS / f"{name}_peer.py"), str(port)]
     if name == "node":
@@ -425,7 +435,7 @@ def run_once(name: str, options: argparse.Namespace) -> dict[str, Any]:
     @return: The loadgen's report and the server-side figures, or the error.
     """
     record: dict[str, Any] = {"server": name, "error": None}
-    if name == "ssedemo":
+    if name.startswith("ssedemo"):
         record["revision"] = ssedemo_revision()
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         workdir = Path(tmp)
@@ -807,6 +817,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     began = time.monotonic()
     build_loadgen()
+    if "c-epoll" in options.servers:
+        build_loadgen(CSERVER_SOURCE, CSERVER)
     if PYTHON_PEERS & set(options.servers):
         try:
             peer_python()  # now, rather than in the first peer's run

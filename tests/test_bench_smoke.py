@@ -11,31 +11,33 @@ import sys
 from pathlib import Path
 
 RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+SERVERS = ("ssedemo", "ssedemo-python", "c-epoll")
 
 
 def test_bench_smoke(tmp_path: Path) -> None:
     """
-    50 streams and 3 rounds: every stream gets every event, without errors,
-    and the server's CPU time over the rounds is measured.
+    50 streams and 3 rounds, on ssedemo (both fan-outs) and the C floor:
+    every stream gets every event, without errors, and each server's CPU
+    time over the rounds is measured.
     """
     results = tmp_path / "results.json"
     table = tmp_path / "RESULTS.md"
     workload = ["--clients", "50", "--rounds", "3", "--repeat", "1"]
     outputs = ["--json", str(results), "--markdown", str(table)]
     done = subprocess.run(
-        [sys.executable, str(RUN), *workload, "--servers", "ssedemo", *outputs],
+        [sys.executable, str(RUN), *workload, "--servers", *SERVERS, *outputs],
         timeout=120,
         capture_output=True,
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(results.read_text())
-    [run] = report["runs"]
-    assert run["error"] is None
-    summary = report["summary"]["ssedemo"]
-    assert summary["connections"] == 50
-    assert summary["errors"] == 0
-    assert summary["failed_runs"] == 0
-    assert summary["deliveries"] == 150
-    assert summary["server_cpu_us_per_delivery"] > 0
-    assert "| ssedemo | 50 |" in table.read_text()
+    assert [run["error"] for run in report["runs"]] == [None] * len(SERVERS)
+    for name in SERVERS:
+        summary = report["summary"][name]
+        assert summary["connections"] == 50
+        assert summary["errors"] == 0
+        assert summary["failed_runs"] == 0
+        assert summary["deliveries"] == 150
+        assert summary["server_cpu_us_per_delivery"] > 0
+        assert f"| {name} | 50 |" in table.read_text()
