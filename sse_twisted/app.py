@@ -23,6 +23,7 @@ from twisted.web.server import Request, Site
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from sse_twisted.event import InvalidEventField, encode_event, encode_retry
+from sse_twisted.http2 import StreamingSite
 from sse_twisted.hub import DEFAULT_TOPIC, Hub
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG, EventStream
 from sse_twisted.web import (
@@ -94,7 +95,7 @@ class SSEApp:
         """
         @return: The web site serving these routes.
         """
-        site = Site(
+        site = StreamingSite(
             StreamFirst(self.open_stream, self.app.resource()),
             requestFactory=partial(BodyLimitedRequest, max_body=self.settings.max_body),
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from OpenSSL.crypto import Error as CryptoError
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorTime
@@ -26,6 +27,9 @@ DEFAULT_BACKLOG = 4096
 The listen queue given to TCP endpoints that name none. Twisted's own
 default of 50 overflows when thousands of clients connect at once.
 """
+
+DEFAULT_PORT = "8080"
+"""Where to listen when no C{--port} is given."""
 
 _MAX_RETRY = 24 * 60 * 60 * 1000
 _MAX_HISTORY = 1_000_000
@@ -69,15 +73,6 @@ class Options(usage.Options):
         ["protect-api", None, "Require the publish token on POST /api too."],
     ]
     optParameters: list[list[Any]] = [
-        [
-            "port",
-            "p",
-            "8080",
-            "Where to listen: a port number, or a Twisted server endpoint"
-            " description such as tcp:8080:interface=127.0.0.1 or"
-            f" ssl:8443:privateKey=key.pem (TCP backlog {DEFAULT_BACKLOG} unless"
-            " given).",
-        ],
         [
             "heartbeat",
             None,
@@ -131,17 +126,24 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["cors-origin"] = []
+        self["ports"] = []
+
+    def opt_port(self, port: str) -> None:
+        """Where to listen (repeatable; default 8080): a port number, or a
+        Twisted server endpoint description such as
+        tcp:8080:interface=127.0.0.1 or ssl:8443:privateKey=key.pem:certKey=cert.pem
+        (HTTPS, with HTTP/2 by ALPN). TCP gets a listen backlog of 4096 unless
+        given."""
+        self["ports"].append(port)
+
+    opt_p = opt_port
 
     def opt_cors_origin(self, origin: str) -> None:
         """Let this origin use /sse and /publish (repeatable; * for any)."""
         self["cors-origin"].append(origin)
 
     def postOptions(self) -> None:
-        self["port"] = endpoint_description(self["port"])
-        try:
-            serverFromString(None, self["port"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise usage.UsageError(f"--port: {e}") from e
+        self["ports"] = [_listen_on(port) for port in self["ports"] or [DEFAULT_PORT]]
         _check_range(self, "heartbeat", 0, 86400)
         _check_range(self, "keepalive", 0, 86400)
         _check_range(self, "max-body", 1, 1 << 30)
@@ -174,6 +176,19 @@ class Options(usage.Options):
         return token.encode("utf-8")
 
 
+def _listen_on(port: str) -> str:
+    description = endpoint_description(port)
+    try:
+        serverFromString(None, description)
+    except (ValueError, KeyError, TypeError, OSError) as e:
+        raise usage.UsageError(f"--port {port}: {e}") from e
+    except CryptoError as e:
+        raise usage.UsageError(
+            f"--port {port}: cannot load the TLS key and certificate (PEM): {e}"
+        ) from e
+    return description
+
+
 def _check_range(options: Options, name: str, low: float, high: float) -> None:
     if not low <= options[name] <= high:
         raise usage.UsageError(f"--{name} must be between {low} and {high}")
@@ -204,7 +219,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     return sse_service(
         hub,
         SSEApp(hub, settings).site(),
-        serverFromString(reactor, options["port"]),
+        *(serverFromString(reactor, port) for port in options["ports"]),
         clock=clock,
         heartbeat=options["heartbeat"],
         keepalive=options["keepalive"],

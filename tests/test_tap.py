@@ -7,11 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from certificate import Certificate
 from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 
 from sse_twisted.eager import EagerTCPServerEndpoint
+from sse_twisted.service import StreamCloser
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
 
 
@@ -23,7 +26,7 @@ def parse(*args: str) -> Options:
 
 def test_defaults() -> None:
     options = parse()
-    assert options["port"] == "eagertcp:8080:backlog=4096"
+    assert options["ports"] == ["eagertcp:8080:backlog=4096"]
     assert options["heartbeat"] == 3.0
     assert options["keepalive"] == 15.0
     assert options["max-body"] == 65536
@@ -56,7 +59,7 @@ def test_port_becomes_an_endpoint_description(port: str, description: str) -> No
     queue unless it names one; other endpoint kinds pass through.
     """
     assert endpoint_description(port) == description
-    assert parse("--port", port)["port"] == description
+    assert parse("--port", port)["ports"] == [description]
 
 
 @pytest.mark.parametrize(
@@ -64,6 +67,8 @@ def test_port_becomes_an_endpoint_description(port: str, description: str) -> No
     [
         ["--port", "bogus:1"],
         ["--port", "tcp:notaport"],
+        ["--port", "8080", "--port", "bogus:1"],
+        ["--port", "ssl:0:privateKey=/nonexistent/key.pem"],
         ["--heartbeat", "-1"],
         ["--heartbeat", "nan"],
         ["--keepalive", "1e12"],
@@ -86,6 +91,30 @@ def test_bad_options_are_usage_errors(args: list[str]) -> None:
     """
     with pytest.raises(UsageError):
         parse(*args)
+
+
+def test_port_repeats(certificate: Certificate) -> None:
+    """
+    C{--port} (or C{-p}) may be given several times: the server listens on
+    each, every one mapped as a single one is.
+    """
+    options = parse("--port", "9000", "-p", certificate.endpoint(), "-p", "unix:s")
+    assert options["ports"] == [
+        "eagertcp:9000:backlog=4096",
+        certificate.endpoint(),
+        "unix:s",
+    ]
+
+
+def test_unreadable_tls_key_is_a_usage_error(tmp_path: Path) -> None:
+    """
+    A TLS port whose key or certificate is not PEM is refused with a message
+    that says so, not with a traceback.
+    """
+    garbage = tmp_path / "key.pem"
+    garbage.write_text("not a key\n")
+    with pytest.raises(UsageError, match="cannot load the TLS key"):
+        parse("--port", f"ssl:8443:privateKey={garbage}")
 
 
 def test_token_from_file(tmp_path: Path) -> None:
@@ -130,7 +159,7 @@ def test_every_option_is_in_help() -> None:
         "--cors-origin",
     ):
         assert name in text
-    assert "[default: 8080]" in text
+    assert "default 8080" in text
 
 
 def test_make_service() -> None:
@@ -156,3 +185,27 @@ def test_make_service_without_timers() -> None:
     reactor = MemoryReactorClock()
     service = makeService(parse("--heartbeat", "0", "--keepalive", "0"), reactor)
     assert not any(isinstance(c, TimerService) for c in service)  # type: ignore[attr-defined]
+
+
+def test_make_service_listens_on_every_port(certificate: Certificate) -> None:
+    """
+    Each C{--port} gets its own listening service, all stopped before the
+    open streams are ended: a MultiService stops its children last first.
+    """
+    reactor = MemoryReactorClock()
+    service = makeService(
+        parse("--port", "tcp:0:interface=127.0.0.1", "--port", certificate.endpoint()),
+        reactor,
+    )
+    children = list(service)  # type: ignore[call-overload]
+    closer = next(i for i, c in enumerate(children) if isinstance(c, StreamCloser))
+    listening = [
+        (i, c.endpoint)
+        for i, c in enumerate(children)
+        if isinstance(c, StreamServerEndpointService)
+    ]
+    assert [type(endpoint) for _, endpoint in listening] == [
+        EagerTCPServerEndpoint,
+        SSL4ServerEndpoint,
+    ]
+    assert all(i > closer for i, _ in listening)
