@@ -1,0 +1,172 @@
+"""
+TLS and HTTP/2 against a real C{twistd ssedemo} process: C{curl --http2},
+and raw TLS clients that offer various ALPN protocols.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import threading
+import urllib.request
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+from certificate import Certificate
+from twistd_process import TwistdServer
+
+DEADLINE = 10.0
+GOTCHA = '{"message": "Gotcha"}'
+
+
+class CurlStream:
+    """
+    A C{curl} process reading an event stream; its output (headers
+    included) is collected as it comes.
+    """
+
+    def __init__(self, url: str, options: Sequence[str] = ("--http2",)) -> None:
+        self.output = b""
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(
+            ["curl", "-sS", "-k", "-N", "-D", "-", "--max-time", "30", *options, url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        while chunk := self.process.stdout.read1(65536):
+            with self._changed:
+                self.output += chunk
+                self._changed.notify_all()
+
+    def wait_for(self, text: str) -> None:
+        """
+        Wait, at most L{DEADLINE} seconds, until C{text} has come.
+        """
+        with self._changed:
+            if not self._changed.wait_for(
+                lambda: text.encode() in self.output, DEADLINE
+            ):
+                raise AssertionError(f"{text!r} never came: {self.output!r}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(DEADLINE)
+        self._reader.join(DEADLINE)
+
+
+@pytest.fixture
+def server(certificate: Certificate) -> Iterator[TwistdServer]:
+    """
+    C{twistd ssedemo} on a plain port and a TLS port, without heartbeat.
+    """
+    server = TwistdServer(args=["--heartbeat", "0", "--port", certificate.endpoint()])
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def curl() -> Iterator[list[CurlStream]]:
+    """
+    Where a test puts the C{curl} processes to stop after it.
+    """
+    started: list[CurlStream] = []
+    yield started
+    for stream in started:
+        stream.stop()
+
+
+def _insecure() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def publish(url: str, data: str) -> dict[str, Any]:
+    """
+    C{POST /publish} with C{urllib} (HTTP/1.1), over TLS for C{https:}.
+    """
+    request = urllib.request.Request(
+        url + "/publish",
+        data=json.dumps({"data": data}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=DEADLINE, context=_insecure()) as r:
+        result: dict[str, Any] = json.load(r)
+        return result
+
+
+def test_curl_gets_the_stream_over_http2(
+    server: TwistdServer, curl: list[CurlStream]
+) -> None:
+    """
+    C{curl --http2} gets C{/sse} over HTTP/2, and an event that an HTTP/1.1
+    client publishes on the same TLS port.
+    """
+    https = f"https://127.0.0.1:{server.tls_port}"
+    stream = CurlStream(https + "/sse")
+    curl.append(stream)
+    stream.wait_for(GOTCHA)
+    assert stream.output.startswith(b"HTTP/2 200")
+    assert b"content-type: text/event-stream; charset=utf-8" in stream.output
+    assert publish(https, "over TLS")["delivered"] == 1
+    stream.wait_for("data: over TLS\n\n")
+
+
+def test_both_ports_serve_the_same_streams(
+    server: TwistdServer, curl: list[CurlStream]
+) -> None:
+    """
+    With two C{--port}s, a stream on one gets what is published on the other.
+    """
+    https = f"https://127.0.0.1:{server.tls_port}"
+    streams = [CurlStream(https + "/sse"), CurlStream(server.url + "/sse")]
+    curl.extend(streams)
+    for stream in streams:
+        stream.wait_for(GOTCHA)
+    assert streams[1].output.startswith(b"HTTP/1.1 200")
+    assert publish(server.url, "to both")["delivered"] == 2
+    for stream in streams:
+        stream.wait_for("data: to both\n\n")
+
+
+@pytest.mark.parametrize(
+    "offered,negotiated",
+    [
+        (["h2", "http/1.1"], "h2"),
+        (["http/1.1"], "http/1.1"),
+        ([], None),
+    ],
+)
+def test_alpn_offers_h2_then_http11(
+    server: TwistdServer, offered: list[str], negotiated: str | None
+) -> None:
+    """
+    The TLS port picks C{h2} when the client offers it; a client that offers
+    only HTTP/1.1, or nothing, is served HTTP/1.1.
+    """
+    context = _insecure()
+    if offered:
+        context.set_alpn_protocols(offered)
+    with (
+        socket.create_connection(("127.0.0.1", server.tls_port), DEADLINE) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.selected_alpn_protocol() == negotiated
+        if negotiated == "h2":
+            return
+        tls.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert b'"status": "ok"' in answer
