@@ -45,13 +45,19 @@ class StreamingH2Connection(H2Connection):
             super().timeoutConnection()
 
     def _sendPrioritisedData(self, *args: object) -> None:
-        # Send one frame, as Twisted does; then take the streams whose data
-        # waits for window out of the loop (Twisted leaves them in, and the
-        # loop spins). An end of stream needs no window.
+        # One turn of Twisted's loop: it sends a frame of the next stream in
+        # the priority tree, if its window allows. When no data went out,
+        # take the streams whose data waits for window out of the tree
+        # (Twisted leaves them in, and the loop spins). Checking only then
+        # keeps a broadcast linear in the number of streams.
+        window = self.conn.outbound_flow_control_window
         super()._sendPrioritisedData(*args)
-        window = self.conn.local_flow_control_window
+        if self.conn.outbound_flow_control_window != window:
+            return
+        room = self.conn.local_flow_control_window
         for stream_id, queue in self._outboundStreamQueues.items():
-            if queue and isinstance(queue[0], bytes) and window(stream_id) <= 0:
+            # An end of stream needs no window.
+            if queue and isinstance(queue[0], bytes) and room(stream_id) <= 0:
                 self.priority.block(stream_id)
 
     def _handleWindowUpdate(self, event: WindowUpdated) -> None:

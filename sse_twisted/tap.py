@@ -10,6 +10,7 @@ from typing import Any
 from OpenSSL.crypto import Error as CryptoError
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import VerifyError
 from twisted.internet.interfaces import IReactorTime
 from twisted.python import usage
 from twisted.python.filepath import FilePath
@@ -129,13 +130,15 @@ class Options(usage.Options):
         self["ports"] = []
 
     def opt_port(self, port: str) -> None:
-        """Where to listen (repeatable; default 8080): a port number, or a
-        Twisted server endpoint description such as
-        tcp:8080:interface=127.0.0.1 or ssl:8443:privateKey=key.pem:certKey=cert.pem
-        (HTTPS, with HTTP/2 by ALPN). TCP gets a listen backlog of 4096 unless
-        given."""
         self["ports"].append(port)
 
+    opt_port.__doc__ = (  # the --help text, which keeps a docstring's indentation
+        f"Where to listen (repeatable; default {DEFAULT_PORT}): a port number, or"
+        " a Twisted server endpoint description such as"
+        " tcp:8080:interface=127.0.0.1 or"
+        " ssl:8443:privateKey=key.pem:certKey=cert.pem (HTTPS, and HTTP/2 by"
+        f" ALPN). TCP gets a listen backlog of {DEFAULT_BACKLOG} unless given."
+    )
     opt_p = opt_port
 
     def opt_cors_origin(self, origin: str) -> None:
@@ -180,7 +183,7 @@ def _listen_on(port: str) -> str:
     description = endpoint_description(port)
     try:
         serverFromString(None, description)
-    except (ValueError, KeyError, TypeError, OSError) as e:
+    except (ValueError, KeyError, TypeError, OSError, VerifyError) as e:
         raise usage.UsageError(f"--port {port}: {e}") from e
     except CryptoError as e:
         raise usage.UsageError(

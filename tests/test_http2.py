@@ -110,21 +110,30 @@ def test_slow_stream_is_reset_alone() -> None:
     assert client.terminated is None
 
 
-def test_stream_without_window_waits_for_its_client() -> None:
+@pytest.mark.parametrize(
+    "window,size",
+    [
+        (2000, 3000),  # the stream's window fills up
+        (1 << 20, 100_000),  # the connection's window (64 KiB) fills up
+    ],
+)
+def test_stream_without_window_waits_for_its_client(window: int, size: int) -> None:
     """
-    An event larger than the client's window is sent up to the window; the
-    server then waits, without spinning, until the client reads (sends
-    C{WINDOW_UPDATE}), and sends the rest with no further write.
+    An event larger than the client's window (the stream's, or the whole
+    connection's) is sent up to the window; the server then waits, without
+    spinning, until the client reads (sends C{WINDOW_UPDATE}), and sends
+    the rest with no further write.
     """
     clock = Clock()
     hub, site = serve(clock)
-    client = H2Client(site, clock, window=2000)
+    client = H2Client(site, clock, window=window)
     stream = client.get("/sse")
     client.stalled.add(stream)
-    payload = '"' + "x" * 2998 + '"'
+    opening = len(client.data[stream])
+    payload = '"' + "x" * (size - 2) + '"'
     hub.publish(payload)
     client.pump()
-    assert len(client.data[stream]) == 2000
+    assert 0 < len(client.data[stream]) - opening < size
     assert not [c for c in clock.getDelayedCalls() if c.getTime() <= clock.seconds()]
     client.read(stream)
     assert events(client, stream) == [GOTCHA, payload]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from certificate import Certificate
+from certificate import Certificate, make_certificate
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock
@@ -115,6 +115,14 @@ def test_unreadable_tls_key_is_a_usage_error(tmp_path: Path) -> None:
     garbage.write_text("not a key\n")
     with pytest.raises(UsageError, match="cannot load the TLS key"):
         parse("--port", f"ssl:8443:privateKey={garbage}")
+
+
+def test_key_of_another_certificate_is_a_usage_error(
+    certificate: Certificate, tmp_path: Path
+) -> None:
+    other = make_certificate(tmp_path)
+    with pytest.raises(UsageError, match="do not match"):
+        parse("--port", f"ssl:8443:privateKey={other.key}:certKey={certificate.cert}")
 
 
 def test_token_from_file(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ import pytest
 from certificate import Certificate
 from twistd_process import TwistdServer
 
+from sse_twisted.testing import parse
+
 DEADLINE = 10.0
 GOTCHA = '{"message": "Gotcha"}'
 
@@ -137,6 +139,24 @@ def test_both_ports_serve_the_same_streams(
     assert publish(server.url, "to both")["delivered"] == 2
     for stream in streams:
         stream.wait_for("data: to both\n\n")
+
+
+def test_stop_ends_http2_streams_with_a_retry(
+    server: TwistdServer, curl: list[CurlStream]
+) -> None:
+    """
+    When the server stops, an HTTP/2 stream gets its farewell C{retry:} and
+    ends cleanly, as over HTTP/1.1.
+    """
+    stream = CurlStream(f"https://127.0.0.1:{server.tls_port}/sse")
+    curl.append(stream)
+    stream.wait_for(GOTCHA)
+    server.stop()
+    assert stream.process.wait(DEADLINE) == 0
+    body = stream.output.partition(b"\r\n\r\n")[2]
+    assert body.count(b"retry: ") == 2
+    farewell = parse(body).retry
+    assert farewell is not None and 3000 <= farewell < 6000
 
 
 @pytest.mark.parametrize(
