@@ -31,6 +31,8 @@ from twisted.internet.interfaces import (
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
+from sse_twisted.limits import SparingPort
+
 
 class EagerServer(tcp.Server):
     """
@@ -90,9 +92,10 @@ class EagerServer(tcp.Server):
         )
 
 
-class EagerPort(tcp.Port):
+class EagerPort(SparingPort):
     """
-    A listening TCP port whose connections are L{EagerServer}s.
+    A listening TCP port whose connections are L{EagerServer}s, and which
+    copes with a full descriptor table (L{SparingPort}).
     """
 
     transport = EagerServer

@@ -18,6 +18,7 @@ from twisted.web.server import Site
 
 from sse_twisted.event import encode_retry
 from sse_twisted.hub import Hub
+from sse_twisted.limits import OpenFilesLimit
 
 HEARTBEAT = json.dumps({"message": "Hello hello!"})
 
@@ -125,6 +126,7 @@ def sse_service(
         gracefully when stopped.
     """
     server = MultiService()
+    OpenFilesLimit().setServiceParent(server)
     GarbageCollectorTuning().setServiceParent(server)
     if heartbeat:
         _every(heartbeat, hub.broadcast, HEARTBEAT, clock=clock).setServiceParent(
