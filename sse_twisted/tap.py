@@ -39,9 +39,10 @@ def endpoint_description(port: str) -> str:
 
     A bare number means TCP on that port. IPv4 TCP is served by
     L{sse_twisted.eager}'s C{eagertcp:} endpoint, which takes the same
-    arguments as C{tcp:} and writes faster; TCP endpoints get
-    L{DEFAULT_BACKLOG} unless they name a C{backlog} of their own. Other
-    descriptions (C{ssl:}, C{unix:}, C{systemd:}, ...) are left as they are.
+    arguments as C{tcp:} and writes faster, and sockets passed by systemd
+    by its C{eagersystemd:}, with the arguments of C{systemd:}; TCP
+    endpoints get L{DEFAULT_BACKLOG} unless they name a C{backlog} of their
+    own. Other descriptions (C{ssl:}, C{unix:}, ...) are left as they are.
 
     @param port: A port number or any endpoint description.
     @return: The endpoint description.
@@ -49,8 +50,8 @@ def endpoint_description(port: str) -> str:
     kind, _, rest = port.partition(":")
     if port.isdigit():
         kind, rest = "eagertcp", port
-    elif kind == "tcp":
-        kind = "eagertcp"
+    elif kind in ("tcp", "systemd"):
+        kind = "eager" + kind
     description = f"{kind}:{rest}" if rest else kind
     if kind in ("eagertcp", "tcp6") and "backlog=" not in rest:
         description += f":backlog={DEFAULT_BACKLOG}"

@@ -188,3 +188,15 @@ def test_log_json_starts_first_and_stops_last(tmp_path: Path) -> None:
     assert isinstance(children[0], JsonLog)
     assert children[0].path == path
     assert not any(isinstance(c, JsonLog) for c in makeService(parse(), reactor))  # type: ignore[attr-defined]
+
+
+def test_systemd_sockets_are_served_eagerly() -> None:
+    """
+    C{systemd:} becomes C{eagersystemd:} with the same arguments; without a
+    socket passed by systemd, C{--port} says so.
+    """
+    assert endpoint_description("systemd:domain=INET:index=0") == (
+        "eagersystemd:domain=INET:index=0"
+    )
+    with pytest.raises(UsageError, match="--port: systemd passed no such socket"):
+        parse("--port", "systemd:domain=INET:index=0")
