@@ -1,6 +1,6 @@
 """
-The open-files limit: as much of it as the process may have, and nothing
-left to open once the table is full.
+The open-files limit: raised as far as allowed at start, and coped with when
+it is reached.
 
 Every stream holds one descriptor, so the soft C{RLIMIT_NOFILE} (often 1024
 when started from a shell) caps the open streams. The hard limit is what the
@@ -13,11 +13,13 @@ imported at start instead.
 
 A full table also makes C{accept()} fail. Twisted's own listening port then
 accepts and closes each waiting client with a spare descriptor, logging about
-four lines per client, and spins if it has no spare. L{SparingPort} instead
-refuses the waiting clients (they reconnect by themselves, as C{EventSource}
-does), stops watching the listening socket for L{ACCEPT_PAUSE} seconds, logs
-at most one line a second, and accepts again once descriptors are free. The
-open streams are served as before.
+four lines per client; on C{ENFILE}, or without its spare, it logs and
+returns to a listening socket that is still readable, a busy loop.
+L{SparingPort} instead refuses the waiting clients (they reconnect by
+themselves, as C{EventSource} does), stops watching the listening socket for
+L{ACCEPT_PAUSE} seconds, and accepts again once descriptors are free; all
+the ports of a reactor together log at most one line per L{REPORT_INTERVAL}.
+The open streams are served as before.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import resource
 import socket
 from collections.abc import Callable
 from typing import Any, cast
+from weakref import WeakKeyDictionary
 
 from twisted.application.service import Service
 from twisted.internet import tcp
@@ -207,12 +210,25 @@ class _RefusalReport:
         self._refused = self._error = 0
 
 
+_REPORTS: WeakKeyDictionary[IReactorTime, _RefusalReport] = WeakKeyDictionary()
+
+
+def _report_for(clock: IReactorTime) -> _RefusalReport:
+    """
+    @return: The one report of all the ports that C{clock} runs.
+    """
+    report = _REPORTS.get(clock)
+    if report is None:
+        report = _REPORTS[clock] = _RefusalReport(clock)
+    return report
+
+
 class SparingPort(tcp.Port):
     """
     A TCP listening port that copes with a full descriptor table: it refuses
     the waiting clients with a spare descriptor of its own, pauses accepting
-    for L{ACCEPT_PAUSE} seconds, and logs at most once per
-    L{REPORT_INTERVAL}.
+    for L{ACCEPT_PAUSE} seconds, and reports the refusals in the log, at
+    most once per L{REPORT_INTERVAL} for all the ports of its reactor.
     """
 
     socket: Any
@@ -224,7 +240,7 @@ class SparingPort(tcp.Port):
         super().startListening()
         self.socket = _Listener(self.socket)
         self._spare = _reserve()
-        self._report = _RefusalReport(self._clock)
+        self._report = _report_for(self._clock)
 
     @property
     def _clock(self) -> IReactorTime:

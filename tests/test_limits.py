@@ -243,6 +243,29 @@ def test_refusals_are_logged_at_most_once_a_second(
     assert sum(counts) == rounds
 
 
+def test_ports_of_one_reactor_share_one_report(
+    port: tuple[SparingPort, MemoryReactorClock],
+) -> None:
+    """
+    Two ports out of descriptors at the same time make one log line, not
+    one each.
+    """
+    first, reactor = port
+    second = SparingPort(0, Factory.forProtocol(Counted), 50, "127.0.0.1", reactor)
+    second.startListening()
+    clients = [connect(first), connect(second)]
+    with capturedLogs() as events:
+        with full_table():
+            first.doRead()
+            second.doRead()
+        assert [refused(client) for client in clients] == [True, True]
+        reactor.advance(REPORT_INTERVAL)
+        second.stopListening()
+        reactor.advance(0)
+    [line] = [line for line in log_lines(events) if "accept()" in line]
+    assert "2 new connections refused" in line
+
+
 def test_stopping_during_a_pause_reports_and_leaves_nothing_scheduled(
     port: tuple[SparingPort, MemoryReactorClock],
 ) -> None:
