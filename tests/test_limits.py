@@ -128,6 +128,8 @@ client.request("POST", "/publish", body=b'{"data": 1}', headers=json)
 client.request("POST", "/publish", body=b"data=1",
                headers={"Content-Type": "application/x-www-form-urlencoded"})
 client.request("POST", "/api", body=b"{}", headers=json)
+client.request("POST", "/publish", body=b"--X\\r\\n\\r\\nx\\r\\n--X--\\r\\n",
+               headers={"Content-Type": "multipart/form-data; boundary=X"})
 client.request("POST", "/publish", body=b"{", headers=json)
 client.request("POST", "/publish", body=b"x", headers={"Content-Type": "text/plain"})
 client.request("GET", "/health")
