@@ -24,6 +24,7 @@ from twisted.web.server import Site
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.http2 import StreamingH2Connection
 from sse_twisted.hub import Hub
+from sse_twisted.log import MemoryLog
 from sse_twisted.testing import parse
 
 STATIC = FilePath(str(Path(__file__).parent.parent / "static"))
@@ -32,7 +33,7 @@ IDLE_TIMEOUT = 60
 
 
 def serve(clock: Clock, max_backlog: int = 1 << 20) -> tuple[Hub, Site]:
-    hub = Hub(clock, instance="t")
+    hub = Hub(clock, MemoryLog(instance="t"))
     site = SSEApp(hub, Settings(static=STATIC, max_backlog=max_backlog)).site()
     site.reactor = clock
     return hub, site
