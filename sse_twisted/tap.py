@@ -45,9 +45,9 @@ def endpoint_description(port: str) -> str:
     A bare number means TCP on that port. IPv4 TCP is served by
     L{sse_twisted.eager}'s C{eagertcp:} endpoint, which takes the same
     arguments as C{tcp:} and writes faster, and sockets passed by systemd
-    by its C{eagersystemd:}, with the arguments of C{systemd:}; TCP
+    by its C{eagersystemd:}, with the arguments of C{systemd:}; TCP and TLS
     endpoints get L{DEFAULT_BACKLOG} unless they name a C{backlog} of their
-    own. Other descriptions (C{ssl:}, C{unix:}, ...) are left as they are.
+    own. Other descriptions (C{unix:}, ...) are left as they are.
 
     @param port: A port number or any endpoint description.
     @return: The endpoint description.
@@ -58,7 +58,7 @@ def endpoint_description(port: str) -> str:
     elif kind in ("tcp", "systemd"):
         kind = "eager" + kind
     description = f"{kind}:{rest}" if rest else kind
-    if kind in ("eagertcp", "tcp6") and "backlog=" not in rest:
+    if kind in ("eagertcp", "tcp6", "ssl") and "backlog=" not in rest:
         description += f":backlog={DEFAULT_BACKLOG}"
     return description
 
@@ -147,7 +147,8 @@ class Options(usage.Options):
         " a Twisted server endpoint description such as"
         " tcp:8080:interface=127.0.0.1 or"
         " ssl:8443:privateKey=key.pem:certKey=cert.pem (HTTPS, and HTTP/2 by"
-        f" ALPN). TCP gets a listen backlog of {DEFAULT_BACKLOG} unless given."
+        f" ALPN). TCP and TLS get a listen backlog of {DEFAULT_BACKLOG} unless"
+        " given."
     )
     opt_p = opt_port
 

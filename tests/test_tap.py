@@ -64,6 +64,24 @@ def test_port_becomes_an_endpoint_description(port: str, description: str) -> No
 
 
 @pytest.mark.parametrize(
+    "port,description",
+    [
+        ("ssl:8443:privateKey=k.pem", "ssl:8443:privateKey=k.pem:backlog=4096"),
+        (
+            "ssl:8443:backlog=64:privateKey=k.pem",
+            "ssl:8443:backlog=64:privateKey=k.pem",
+        ),
+    ],
+)
+def test_tls_port_gets_a_deep_listen_queue(port: str, description: str) -> None:
+    """
+    A TLS port gets the deep listen queue of TCP unless it names one: after
+    a restart, thousands of browsers reconnect over TLS as over TCP.
+    """
+    assert endpoint_description(port) == description
+
+
+@pytest.mark.parametrize(
     "args",
     [
         ["--port", "bogus:1"],
@@ -102,7 +120,7 @@ def test_port_repeats(certificate: Certificate) -> None:
     options = parse("--port", "9000", "-p", certificate.endpoint(), "-p", "unix:s")
     assert options["ports"] == [
         "eagertcp:9000:backlog=4096",
-        certificate.endpoint(),
+        certificate.endpoint() + ":backlog=4096",
         "unix:s",
     ]
 
@@ -218,6 +236,7 @@ def test_make_service_listens_on_every_port(certificate: Certificate) -> None:
         SSL4ServerEndpoint,
     ]
     assert all(i > closer for i, _ in listening)
+    assert listening[1][1]._backlog == 4096
 
 
 def test_log_json_path_is_made_absolute(
