@@ -45,9 +45,11 @@ def endpoint_description(port: str) -> str:
     A bare number means TCP on that port. IPv4 TCP is served by
     L{sse_twisted.eager}'s C{eagertcp:} endpoint, which takes the same
     arguments as C{tcp:} and writes faster, and sockets passed by systemd
-    by its C{eagersystemd:}, with the arguments of C{systemd:}; TCP and TLS
-    endpoints get L{DEFAULT_BACKLOG} unless they name a C{backlog} of their
-    own. Other descriptions (C{unix:}, ...) are left as they are.
+    by its C{eagersystemd:}, with the arguments of C{systemd:}. TLS (C{ssl:})
+    is served by L{sse_twisted.tls}'s C{sparingssl:}, which copes with a
+    full descriptor table as those do. TCP and TLS endpoints get
+    L{DEFAULT_BACKLOG} unless they name a C{backlog} of their own. Other
+    descriptions (C{unix:}, ...) are left as they are.
 
     @param port: A port number or any endpoint description.
     @return: The endpoint description.
@@ -57,8 +59,10 @@ def endpoint_description(port: str) -> str:
         kind, rest = "eagertcp", port
     elif kind in ("tcp", "systemd"):
         kind = "eager" + kind
+    elif kind == "ssl":
+        kind = "sparingssl"
     description = f"{kind}:{rest}" if rest else kind
-    if kind in ("eagertcp", "tcp6", "ssl") and "backlog=" not in rest:
+    if kind in ("eagertcp", "tcp6", "sparingssl") and "backlog=" not in rest:
         description += f":backlog={DEFAULT_BACKLOG}"
     return description
 

@@ -66,17 +66,15 @@ def test_port_becomes_an_endpoint_description(port: str, description: str) -> No
 @pytest.mark.parametrize(
     "port,description",
     [
-        ("ssl:8443:privateKey=k.pem", "ssl:8443:privateKey=k.pem:backlog=4096"),
-        (
-            "ssl:8443:backlog=64:privateKey=k.pem",
-            "ssl:8443:backlog=64:privateKey=k.pem",
-        ),
+        ("ssl:443:privateKey=k.pem", "sparingssl:443:privateKey=k.pem:backlog=4096"),
+        ("ssl:443:backlog=64:privateKey=k", "sparingssl:443:backlog=64:privateKey=k"),
     ],
 )
-def test_tls_port_gets_a_deep_listen_queue(port: str, description: str) -> None:
+def test_tls_port_is_served_as_tcp_ports_are(port: str, description: str) -> None:
     """
-    A TLS port gets the deep listen queue of TCP unless it names one: after
-    a restart, thousands of browsers reconnect over TLS as over TCP.
+    A TLS port copes with a full descriptor table (C{sparingssl:}, same
+    arguments) and gets the deep listen queue of TCP unless it names one:
+    after a restart, thousands of browsers reconnect over TLS as over TCP.
     """
     assert endpoint_description(port) == description
 
@@ -120,7 +118,7 @@ def test_port_repeats(certificate: Certificate) -> None:
     options = parse("--port", "9000", "-p", certificate.endpoint(), "-p", "unix:s")
     assert options["ports"] == [
         "eagertcp:9000:backlog=4096",
-        certificate.endpoint() + ":backlog=4096",
+        "sparing" + certificate.endpoint() + ":backlog=4096",
         "unix:s",
     ]
 

@@ -6,19 +6,26 @@ and raw TLS clients that offer various ALPN protocols.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import ssl
 import subprocess
 import threading
+import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import pytest
+import pytest_twisted
 from certificate import Certificate
 from twistd_process import TwistdServer
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from sse_twisted.testing import parse
+from sse_twisted.tls import SparingTLSPort
 
 DEADLINE = 10.0
 GOTCHA = '{"message": "Gotcha"}'
@@ -190,3 +197,71 @@ def test_alpn_offers_h2_then_http11(
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 200 OK")
     assert b'"status": "ok"' in answer
+
+
+def tls_connect(port: int) -> ssl.SSLSocket | None:
+    """
+    Open a TLS connection; L{None} if the server closes it instead.
+    """
+    raw = socket.create_connection(("127.0.0.1", port), DEADLINE)
+    try:
+        return _insecure().wrap_socket(raw, server_hostname="localhost")
+    except (ssl.SSLError, ConnectionResetError):
+        raw.close()
+        return None
+
+
+def test_full_descriptor_table_on_a_tls_port(certificate: Certificate) -> None:
+    """
+    A TLS port copes with a full descriptor table as a TCP port does: it
+    refuses new clients at once without spinning, logs it at most once a
+    second, and accepts again once connections have closed.
+    """
+    server = TwistdServer(
+        args=["--heartbeat", "0", "--port", certificate.endpoint()], open_files=64
+    ).start()
+    accepted: list[ssl.SSLSocket] = []
+    try:
+        while (connection := tls_connect(server.tls_port)) is not None:
+            assert len(accepted) < 64, "64 connections and still no refusal"
+            accepted.append(connection)
+        first_refusal = cpu_from = time.monotonic()
+        cpu_before = server.cpu_seconds()
+        for _ in range(200):
+            assert tls_connect(server.tls_port) is None
+            if time.monotonic() - cpu_from > 1:
+                break
+        elapsed = time.monotonic() - cpu_from
+        cpu = server.cpu_seconds() - cpu_before
+        assert cpu < 0.25 * elapsed, f"{cpu:.2f} s of CPU in {elapsed:.2f} s"
+        refusals = re.findall(rb"accept\(\) failed: EMFILE.*", server.output)
+        assert 1 <= len(refusals) <= time.monotonic() - first_refusal + 1
+        assert b"EMFILE encountered" not in server.output
+        for connection in accepted[:3]:
+            connection.close()
+        deadline = time.monotonic() + DEADLINE
+        while (again := tls_connect(server.tls_port)) is None:
+            assert time.monotonic() < deadline, "never accepted again"
+        accepted.append(again)
+    finally:
+        for connection in accepted:
+            connection.close()
+        server.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_sparingssl_listens_with_a_sparing_tls_port(
+    certificate: Certificate, reactor: Any
+) -> Generator[Any, Any, None]:
+    """
+    C{sparingssl:} takes the arguments of C{ssl:} and listens through a
+    L{SparingTLSPort} whose connections speak TLS.
+    """
+    endpoint = serverFromString(reactor, "sparing" + certificate.endpoint())
+    port = yield endpoint.listen(Factory.forProtocol(Protocol))
+    try:
+        assert isinstance(port, SparingTLSPort)
+        assert isinstance(port.factory, TLSMemoryBIOFactory)
+        assert port.getHost().host == "127.0.0.1"
+    finally:
+        yield port.stopListening()
