@@ -19,6 +19,10 @@ from typing import Any
 import pytest
 import pytest_twisted
 from certificate import Certificate
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import DataReceived
+from h2.settings import SettingCodes
 from twistd_process import TwistdServer
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory, Protocol
@@ -265,3 +269,42 @@ def test_sparingssl_listens_with_a_sparing_tls_port(
         assert port.getHost().host == "127.0.0.1"
     finally:
         yield port.stopListening()
+
+
+def test_stalled_http2_client_costs_no_cpu(server: TwistdServer) -> None:
+    """
+    An HTTP/2 client that stops reading (its stream's window full, here
+    2000 bytes) costs the server no CPU while it stalls; Twisted alone
+    spins a core.
+    """
+    context = _insecure()
+    context.set_alpn_protocols(["h2"])
+    client = H2Connection(H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 2000})
+    client.send_headers(
+        1,
+        [
+            (":method", "GET"),
+            (":path", "/sse"),
+            (":scheme", "https"),
+            (":authority", "t"),
+        ],
+        end_stream=True,
+    )
+    with (
+        socket.create_connection(("127.0.0.1", server.tls_port), DEADLINE) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(client.data_to_send())
+        received = b""
+        while b"Gotcha" not in received:
+            for event in client.receive_data(tls.recv(65536)):
+                if isinstance(event, DataReceived):
+                    received += event.data
+            tls.sendall(client.data_to_send())
+        assert publish(server.url, "x" * 5000)["delivered"] == 1
+        cpu_before, started = server.cpu_seconds(), time.monotonic()
+        time.sleep(1)
+        cpu = server.cpu_seconds() - cpu_before
+        assert cpu < 0.25 * (time.monotonic() - started), f"{cpu:.2f} s of CPU"
