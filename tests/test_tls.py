@@ -308,3 +308,16 @@ def test_stalled_http2_client_costs_no_cpu(server: TwistdServer) -> None:
         time.sleep(1)
         cpu = server.cpu_seconds() - cpu_before
         assert cpu < 0.25 * (time.monotonic() - started), f"{cpu:.2f} s of CPU"
+
+
+def test_sparingssl_passes_every_argument_to_ssl(certificate: Certificate) -> None:
+    """
+    Arguments with escaped colons (an IPv6 interface) and named ones reach
+    Twisted's C{ssl:} parser intact.
+    """
+    description = (
+        f"sparingssl:port=8443:privateKey={certificate.key}:certKey={certificate.cert}"
+        r":interface=\:\:1:backlog=7"
+    )
+    endpoint = serverFromString(None, description)
+    assert (endpoint._port, endpoint._interface, endpoint._backlog) == (8443, "::1", 7)
