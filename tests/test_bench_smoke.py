@@ -18,7 +18,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     50 streams and 3 rounds: every stream gets every event, without errors,
     and the server's CPU time over the rounds is measured. Then 3 waves of
     20 streams opened and closed: each wave is measured once the server has
-    seen its streams close.
+    seen its streams close, and none of their streams is alive any more.
     """
     results = tmp_path / "results.json"
     table = tmp_path / "RESULTS.md"
@@ -48,4 +48,6 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert churn["loadgen"]["error_total"] == 0
     assert all(wave["rss_kb"] > 0 for wave in churn["waves"])
     assert all(wave["census"]["objects"] > 0 for wave in churn["waves"])
+    # Closed streams are freed at once, not at the next full collection.
+    assert churn["waves"][-1]["census"]["instances"]["EventStream"] == 0
     assert "## Connection churn" in table.read_text()
