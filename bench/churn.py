@@ -169,7 +169,8 @@ def markdown(record: dict[str, Any], options: argparse.Namespace) -> list[str]:
         " open stream: the RSS, and the objects the garbage collector tracks"
         " (those frozen at start-up apart). Left over: live instances of the"
         " classes of one stream (EventStream, request, channel, connection)"
-        " after the last wave, not yet freed. Server CPU: per stream opened"
+        " after the last wave, not yet freed (a request and a connection may"
+        " be the runner's own `/health` check). Server CPU: per stream opened"
         " and closed, median over the waves.",
         "",
     ]
