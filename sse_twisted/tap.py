@@ -16,6 +16,7 @@ from twisted.python.filepath import FilePath
 
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
+from sse_twisted.jsonlog import STDOUT, JsonLog
 from sse_twisted.log import MemoryLog
 from sse_twisted.metrics import Metrics
 from sse_twisted.overload import ClientLimit
@@ -38,13 +39,14 @@ _MAX_CLIENTS = 100_000_000
 
 def endpoint_description(port: str) -> str:
     """
-    Turn C{--port} into a server endpoint description.
+    Turn C{--port} (or C{--metrics}) into a server endpoint description.
 
     A bare number means TCP on that port. IPv4 TCP is served by
     L{sse_twisted.eager}'s C{eagertcp:} endpoint, which takes the same
-    arguments as C{tcp:} and writes faster; TCP endpoints get
-    L{DEFAULT_BACKLOG} unless they name a C{backlog} of their own. Other
-    descriptions (C{ssl:}, C{unix:}, C{systemd:}, ...) are left as they are.
+    arguments as C{tcp:} and writes faster, and sockets passed by systemd
+    by its C{eagersystemd:}, with the arguments of C{systemd:}; TCP
+    endpoints get L{DEFAULT_BACKLOG} unless they name a C{backlog} of their
+    own. Other descriptions (C{ssl:}, C{unix:}, ...) are left as they are.
 
     @param port: A port number or any endpoint description.
     @return: The endpoint description.
@@ -52,8 +54,8 @@ def endpoint_description(port: str) -> str:
     kind, _, rest = port.partition(":")
     if port.isdigit():
         kind, rest = "eagertcp", port
-    elif kind == "tcp":
-        kind = "eagertcp"
+    elif kind in ("tcp", "systemd"):
+        kind = "eager" + kind
     description = f"{kind}:{rest}" if rest else kind
     if kind in ("eagertcp", "tcp6") and "backlog=" not in rest:
         description += f":backlog={DEFAULT_BACKLOG}"
@@ -130,9 +132,9 @@ class Options(usage.Options):
             "metrics",
             None,
             None,
-            "Serve Prometheus metrics at GET /metrics on this endpoint, such"
-            " as tcp:9100:interface=127.0.0.1 (a bare number is TCP on all"
-            " interfaces); off by default.",
+            "Serve Prometheus metrics at GET /metrics on this endpoint, given"
+            " as --port is, such as tcp:9100:interface=127.0.0.1; off by"
+            " default.",
         ],
         [
             "publish-token",
@@ -146,6 +148,13 @@ class Options(usage.Options):
             None,
             None,
             "File holding the bearer token that POST /publish requires.",
+        ],
+        [
+            "log-json",
+            None,
+            None,
+            "Also write every log event as one JSON line to this file (- for"
+            " standard output); the file is reopened on SIGUSR1.",
         ],
     ]
 
@@ -168,14 +177,14 @@ class Options(usage.Options):
         _check_range(self, "retry", 0, _MAX_RETRY)
         _check_range(self, "max-clients", 0, _MAX_CLIENTS)
         if self["metrics"] is not None:
-            if self["metrics"].isdigit():
-                self["metrics"] = f"tcp:{self['metrics']}"
+            self["metrics"] = endpoint_description(self["metrics"])
             _check_endpoint(self, "metrics")
         static = Path(self["static"]) if self["static"] else BUNDLED_STATIC
         if not static.is_dir():
             raise usage.UsageError(f"--static: {static} is not a directory")
         self["static"] = static
         self["publish-token"] = self._token()
+        self["log-json"] = _log_json_path(self["log-json"])
 
     def _token(self) -> bytes | None:
         if self["publish-token"] and self["publish-token-file"]:
@@ -202,6 +211,17 @@ def _check_endpoint(options: Options, name: str) -> None:
         serverFromString(None, options[name])
     except (ValueError, KeyError, TypeError) as e:
         raise usage.UsageError(f"--{name}: {e}") from e
+
+
+def _log_json_path(path: str | None) -> str | None:
+    if path is None or path == STDOUT:
+        return path
+    absolute = Path(path).absolute()
+    try:
+        absolute.open("a").close()
+    except OSError as e:
+        raise usage.UsageError(f"--log-json: {e}") from e
+    return str(absolute)
 
 
 def _check_range(options: Options, name: str, low: float, high: float) -> None:
@@ -249,6 +269,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         heartbeat=options["heartbeat"],
         keepalive=options["keepalive"],
         retry=options["retry"],
+        json_log=JsonLog(options["log-json"], reactor) if options["log-json"] else None,
     )
     if limit is not None:
         limit.setServiceParent(service)

@@ -12,6 +12,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 
 from sse_twisted.eager import EagerTCPServerEndpoint
+from sse_twisted.jsonlog import JsonLog
 from sse_twisted.overload import ClientLimit
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
 
@@ -170,14 +171,17 @@ def test_make_service_without_timers() -> None:
 @pytest.mark.parametrize(
     "metrics,description",
     [
-        ("9100", "tcp:9100"),
-        ("tcp:9100:interface=127.0.0.1", "tcp:9100:interface=127.0.0.1"),
+        ("9100", "eagertcp:9100:backlog=4096"),
+        (
+            "tcp:9100:interface=127.0.0.1",
+            "eagertcp:9100:interface=127.0.0.1:backlog=4096",
+        ),
         ("unix:/tmp/metrics.sock", "unix:/tmp/metrics.sock"),
     ],
 )
 def test_metrics_endpoint(metrics: str, description: str) -> None:
     """
-    C{--metrics} takes an endpoint description; a bare number is TCP.
+    C{--metrics} takes an endpoint description as C{--port} does.
     """
     assert parse("--metrics", metrics)["metrics"] == description
 
@@ -189,15 +193,13 @@ def test_make_service_with_metrics_and_a_limit() -> None:
     """
     reactor = MemoryReactorClock()
     service = makeService(
-        parse("--metrics", "tcp:9100:interface=127.0.0.1", "--max-clients", "5"),
-        reactor,
+        parse("--metrics", "unix:/tmp/metrics.sock", "--max-clients", "5"), reactor
     )
     children = list(service)  # type: ignore[call-overload]
     assert sum(isinstance(c, ClientLimit) for c in children) == 1
     service.startService()
-    # (The eager TCP endpoint of --port makes its own port, unseen here.)
-    [(port, site, _, interface)] = reactor.tcpServers
-    assert (port, interface) == (9100, "127.0.0.1")
+    [(path, site, _, _, _)] = reactor.unixServers
+    assert path == "/tmp/metrics.sock"
     assert list(site.resource.children) == [b"metrics"]
 
 
@@ -206,4 +208,48 @@ def test_make_service_without_metrics_or_limit() -> None:
     service = makeService(parse(), reactor)
     assert not any(isinstance(c, ClientLimit) for c in service)  # type: ignore[attr-defined]
     service.startService()
-    assert reactor.tcpServers == []
+    assert reactor.unixServers == []
+    assert sum(isinstance(c, StreamServerEndpointService) for c in service) == 1  # type: ignore[attr-defined]
+
+
+def test_log_json_path_is_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A relative C{--log-json} path is resolved at start, so that a daemon
+    that changes directory still writes where it was told; C{-} stays.
+    """
+    monkeypatch.chdir(tmp_path)
+    assert parse("--log-json", "events.json")["log-json"] == str(
+        tmp_path / "events.json"
+    )
+    assert parse("--log-json", "-")["log-json"] == "-"
+    assert parse()["log-json"] is None
+    assert "--log-json=" in str(Options())
+
+
+def test_log_json_that_cannot_be_written_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--log-json"):
+        parse("--log-json", str(tmp_path / "missing" / "events.json"))
+
+
+def test_log_json_starts_first_and_stops_last(tmp_path: Path) -> None:
+    reactor = MemoryReactorClock()
+    path = str(tmp_path / "events.json")
+    service = makeService(parse("--log-json", path), reactor)
+    children = list(service)  # type: ignore[call-overload]
+    assert isinstance(children[0], JsonLog)
+    assert children[0].path == path
+    assert not any(isinstance(c, JsonLog) for c in makeService(parse(), reactor))  # type: ignore[attr-defined]
+
+
+def test_systemd_sockets_are_served_eagerly() -> None:
+    """
+    C{systemd:} becomes C{eagersystemd:} with the same arguments; without a
+    socket passed by systemd, C{--port} says so.
+    """
+    assert endpoint_description("systemd:domain=INET:index=0") == (
+        "eagersystemd:domain=INET:index=0"
+    )
+    with pytest.raises(UsageError, match="--port: systemd passed no such socket"):
+        parse("--port", "systemd:domain=INET:index=0")
