@@ -36,6 +36,7 @@ from sse_twisted.web import (
     BodyLimitedRequest,
     ErrorResource,
     RequestError,
+    SelectiveLogSite,
     StaticFiles,
     StreamFirst,
     decode_utf8,
@@ -115,7 +116,7 @@ class SSEApp:
         """
         @return: The web site serving these routes.
         """
-        site = Site(
+        site = SelectiveLogSite(
             StreamFirst(self.open_stream, self.app.resource()),
             requestFactory=partial(BodyLimitedRequest, max_body=self.settings.max_body),
         )

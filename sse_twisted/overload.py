@@ -21,6 +21,7 @@ from twisted.web.server import Request
 
 from sse_twisted.event import encode_jittered_retry
 from sse_twisted.observer import Observer
+from sse_twisted.web import leave_out_of_access_log
 
 LOG_INTERVAL = 1.0
 """
@@ -76,7 +77,8 @@ class ClientLimit(Service):
         Answer C{request}, whose stream headers are set, with only a
         C{retry:} field, and end the response. Over HTTP/1.x the connection
         is closed too, so that a refused client holds no descriptor while
-        it waits.
+        it waits. The request stays out of the access log: refusals are
+        summed up in one line a second at most.
 
         @param request: The request for a stream.
         """
@@ -85,6 +87,7 @@ class ClientLimit(Service):
             request.setHeader("Connection", "close")
             channel.persistent = False
         request.write(encode_jittered_retry(self._retry, self._jitter))
+        leave_out_of_access_log(request)
         request.finish()
         if self._observer is not None:
             self._observer.refused()

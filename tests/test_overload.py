@@ -112,6 +112,26 @@ def test_head_and_bad_requests_are_not_refused() -> None:
     assert refused_count(metrics) == 0
 
 
+def test_refusals_stay_out_of_the_access_log() -> None:
+    """
+    Refused streams are summed up, not written to the access log one by
+    one; other requests are logged as usual.
+    """
+    client, _, _, _, _ = limited()
+    client.site.startFactory()
+    try:
+        with capturedLogs() as events:
+            client.open("GET", "/sse")
+            for _ in range(3):
+                client.request("GET", "/sse")
+            client.request("GET", "/health")
+    finally:
+        client.site.stopFactory()
+    access = [formatEvent(e) for e in events if '" 200 ' in formatEvent(e)]
+    assert len(access) == 1
+    assert '"GET /health HTTP/1.1" 200' in access[0]
+
+
 def refusal_lines(events: list[dict[str, Any]]) -> list[str]:
     return [formatEvent(e) for e in events if "refused" in (e.get("log_format") or "")]
 
