@@ -274,7 +274,7 @@ def test_scrape_shows_what_happened(watched: Watched) -> Generator[Any, Any, Non
     stalled = stalled_stream(watched.port)
     reading = yield watched.stream()
     yield until(lambda: len(watched.hub) == 2)
-    for n in range(100):  # 6.4 MB: past the socket buffers and the backlog
+    for n in range(300):  # up to 19 MB: past any socket buffers and the backlog
         watched.hub.publish(f"{n} {'y' * 65536}")
         yield tick()
         if len(watched.hub) == 1:
