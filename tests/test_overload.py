@@ -96,6 +96,19 @@ def test_a_closed_stream_makes_room() -> None:
     assert refused_count(metrics) == 1
 
 
+def test_a_refusal_carries_the_cors_headers() -> None:
+    """
+    A page of an allowed origin can read the refusal's C{retry:}.
+    """
+    hub = Hub(Clock(), MemoryLog(instance="t"))
+    limit = ClientLimit(hub.__len__, 0, clock=Clock(), retry=RETRY)
+    settings = Settings(static=FilePath("."), cors_origins=("https://a.example",))
+    client = Client(SSEApp(hub, settings, limit=limit).site())
+    response = client.request("GET", "/sse", headers={"Origin": "https://a.example"})
+    assert response.header("access-control-allow-origin") == "https://a.example"
+    assert parse(response.body).retry is not None
+
+
 def test_head_and_bad_requests_are_not_refused() -> None:
     """
     C{HEAD /sse} never opens a stream: at the limit it still gets the
