@@ -107,7 +107,7 @@ class ClientLimit(Service):
     def _log_refusals(self) -> None:
         self._report = None
         self.log.warn(
-            "refused {refused} streams: {limit} were open (--max-clients)",
+            "streams refused: {refused}; --max-clients {limit} reached",
             refused=self._refused,
             limit=self._max_clients,
         )

@@ -348,7 +348,7 @@ def test_twistd_serves_metrics_and_refuses_over_the_limit() -> None:
             assert b"\nssedemo_streams_refused_total 1.0\n" in text
     finally:
         server.stop()
-    assert b"refused 1 streams: 1 were open (--max-clients)" in server.output
+    assert b"streams refused: 1; --max-clients 1 reached" in server.output
 
 
 def site_ports(server: TwistdServer) -> list[int]:

@@ -163,18 +163,14 @@ def test_refusals_are_logged_once_a_second_in_sum() -> None:
         clock.advance(LOG_INTERVAL * 0.99)
         assert refusal_lines(events) == []
         clock.advance(LOG_INTERVAL * 0.01)
-        assert refusal_lines(events) == [
-            "refused 5 streams: 1 were open (--max-clients)"
-        ]
+        assert refusal_lines(events) == ["streams refused: 5; --max-clients 1 reached"]
         clock.advance(0.5)
         client.request("GET", "/sse")
         clock.advance(0.3)
         client.request("GET", "/sse")
         clock.advance(LOG_INTERVAL)
         clock.advance(10 * LOG_INTERVAL)
-    assert refusal_lines(events)[1:] == [
-        "refused 2 streams: 1 were open (--max-clients)"
-    ]
+    assert refusal_lines(events)[1:] == ["streams refused: 2; --max-clients 1 reached"]
 
 
 def test_stopping_logs_the_refusals_not_yet_logged() -> None:
@@ -186,7 +182,7 @@ def test_stopping_logs_the_refusals_not_yet_logged() -> None:
     assert len(clock.getDelayedCalls()) == 1
     with capturedLogs() as events:
         limit.stopService()
-    assert refusal_lines(events) == ["refused 1 streams: 1 were open (--max-clients)"]
+    assert refusal_lines(events) == ["streams refused: 1; --max-clients 1 reached"]
     assert clock.getDelayedCalls() == []
 
 
