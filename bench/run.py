@@ -51,7 +51,7 @@ PEER_PACKAGES = (
 )
 # What the versions section names for the peers (starlette comes along).
 PEER_VERSIONS = ("sse-starlette", "starlette", *PEER_PACKAGES[1:])
-SERVERS = ("ssedemo", "starlette", "aiohttp", "node")
+SERVERS = ("ssedemo", "ssedemo-metrics", "starlette", "aiohttp", "node")
 PYTHON_PEERS = frozenset({"starlette", "aiohttp"})
 
 START_DEADLINE = 30.0  # seconds for a server to listen
@@ -145,6 +145,9 @@ def server_command(name: str, port: int) -> list[str]:
         twistd = str(Path(sys.executable).with_name("twistd"))
         where = f"tcp:{port}:interface=127.0.0.1"
         return [twistd, "-n", "ssedemo", "--port", where, "--heartbeat", "0"]
+    if name == "ssedemo-metrics":  # the same, with Prometheus metrics served
+        metrics = f"tcp:{free_port()}:interface=127.0.0.1"
+        return [*server_command("ssedemo", port), "--metrics", metrics]
     if name in PYTHON_PEERS:
         return [str(peer_python()), str(PEERS / f"{name}_peer.py"), str(port)]
     if name == "node":
@@ -445,7 +448,7 @@ def run_once(name: str, options: argparse.Namespace) -> dict[str, Any]:
     @return: The loadgen's report and the server-side figures, or the error.
     """
     record: dict[str, Any] = {"server": name, "error": None}
-    if name == "ssedemo":
+    if name.startswith("ssedemo"):
         record["revision"] = ssedemo_revision()
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         workdir = Path(tmp)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from OpenSSL.crypto import Error as CryptoError
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import VerifyError
@@ -19,6 +20,8 @@ from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
 from sse_twisted.jsonlog import STDOUT, JsonLog
 from sse_twisted.log import MemoryLog
+from sse_twisted.metrics import Metrics
+from sse_twisted.overload import ClientLimit
 from sse_twisted.service import sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
 
@@ -36,11 +39,12 @@ DEFAULT_PORT = "8080"
 
 _MAX_RETRY = 24 * 60 * 60 * 1000
 _MAX_HISTORY = 1_000_000
+_MAX_CLIENTS = 100_000_000
 
 
 def endpoint_description(port: str) -> str:
     """
-    Turn C{--port} into a server endpoint description.
+    Turn C{--port} (or C{--metrics}) into a server endpoint description.
 
     A bare number means TCP on that port. IPv4 TCP is served by
     L{sse_twisted.eager}'s C{eagertcp:} endpoint, which takes the same
@@ -117,6 +121,22 @@ class Options(usage.Options):
         ],
         ["retry", None, 3000, "Reconnection delay told to clients, in ms.", int],
         [
+            "max-clients",
+            None,
+            0,
+            "Most streams open at once; further clients are told to come back"
+            " after one to two --retry intervals. 0: no limit.",
+            int,
+        ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at GET /metrics on this endpoint, given"
+            " as --port is, such as tcp:9100:interface=127.0.0.1; off by"
+            " default.",
+        ],
+        [
             "publish-token",
             None,
             None,
@@ -161,13 +181,18 @@ class Options(usage.Options):
         self["cors-origin"].append(origin)
 
     def postOptions(self) -> None:
-        self["ports"] = [_listen_on(port) for port in self["ports"] or [DEFAULT_PORT]]
+        self["ports"] = [
+            _endpoint("port", port) for port in self["ports"] or [DEFAULT_PORT]
+        ]
         _check_range(self, "heartbeat", 0, 86400)
         _check_range(self, "keepalive", 0, 86400)
         _check_range(self, "max-body", 1, 1 << 30)
         _check_range(self, "max-backlog", 1, 1 << 32)
         _check_range(self, "history", 0, _MAX_HISTORY)
         _check_range(self, "retry", 0, _MAX_RETRY)
+        _check_range(self, "max-clients", 0, _MAX_CLIENTS)
+        if self["metrics"] is not None:
+            self["metrics"] = _endpoint("metrics", self["metrics"])
         static = Path(self["static"]) if self["static"] else BUNDLED_STATIC
         if not static.is_dir():
             raise usage.UsageError(f"--static: {static} is not a directory")
@@ -195,15 +220,15 @@ class Options(usage.Options):
         return token.encode("utf-8")
 
 
-def _listen_on(port: str) -> str:
-    description = endpoint_description(port)
+def _endpoint(option: str, value: str) -> str:
+    description = endpoint_description(value)
     try:
         serverFromString(None, description)
     except (ValueError, KeyError, TypeError, OSError, VerifyError) as e:
-        raise usage.UsageError(f"--port {port}: {e}") from e
+        raise usage.UsageError(f"--{option} {value}: {e}") from e
     except CryptoError as e:
         raise usage.UsageError(
-            f"--port {port}: cannot load the TLS key and certificate (PEM): {e}"
+            f"--{option} {value}: cannot load the TLS key and certificate (PEM): {e}"
         ) from e
     return description
 
@@ -236,7 +261,17 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor
     clock: IReactorTime = reactor
-    hub = Hub(clock, MemoryLog(options["history"]))
+    metrics = Metrics() if options["metrics"] else None
+    hub = Hub(clock, MemoryLog(options["history"]), observer=metrics)
+    limit = None
+    if options["max-clients"]:
+        limit = ClientLimit(
+            hub.__len__,
+            options["max-clients"],
+            clock=clock,
+            retry=options["retry"],
+            observer=metrics,
+        )
     settings = Settings(
         static=FilePath(str(options["static"])),
         max_body=options["max-body"],
@@ -246,9 +281,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         protect_api=options["protect-api"],
         cors_origins=tuple(options["cors-origin"]),
     )
-    return sse_service(
+    service = sse_service(
         hub,
-        SSEApp(hub, settings).site(),
+        SSEApp(hub, settings, limit=limit, observer=metrics).site(),
         *(serverFromString(reactor, port) for port in options["ports"]),
         clock=clock,
         heartbeat=options["heartbeat"],
@@ -256,3 +291,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         retry=options["retry"],
         json_log=JsonLog(options["log-json"], reactor) if options["log-json"] else None,
     )
+    if limit is not None:
+        limit.setServiceParent(service)
+    if metrics is not None:
+        metrics.count_streams(hub.__len__)
+        StreamServerEndpointService(
+            serverFromString(reactor, options["metrics"]), metrics.site()
+        ).setServiceParent(service)
+    return service
