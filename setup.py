@@ -32,7 +32,11 @@ setup(
         )
     ],
     options={"bdist_wheel": {"py_limited_api": "cp311"}},
-    install_requires=["twisted>=24.7", "klein>=24.8"],
+    install_requires=[
+        "twisted[tls,http2]>=24.7",
+        "klein>=24.8",
+        "prometheus_client>=0.20",
+    ],
     extras_require={
         "test": [
             "pytest>=8",

@@ -10,6 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import partial
+from importlib import metadata
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,7 +24,10 @@ from twisted.web.server import Request, Site
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from sse_twisted.event import InvalidEventField, encode_event, encode_retry
+from sse_twisted.http2 import StreamingSite
 from sse_twisted.hub import DEFAULT_TOPIC, Hub
+from sse_twisted.observer import Observer
+from sse_twisted.overload import ClientLimit
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG, EventStream
 from sse_twisted.web import (
     FORM_TYPE,
@@ -33,6 +37,7 @@ from sse_twisted.web import (
     BodyLimitedRequest,
     ErrorResource,
     RequestError,
+    SelectiveLogSite,
     StaticFiles,
     StreamFirst,
     decode_utf8,
@@ -79,6 +84,13 @@ class Settings:
     fanout: str = "python"
 
 
+class _Site(SelectiveLogSite, StreamingSite):
+    """
+    The site: its HTTP/2 connections keep event streams (L{StreamingSite}),
+    and its access log leaves out refused streams (L{SelectiveLogSite}).
+    """
+
+
 class SSEApp:
     """
     The routes, bound to one L{Hub} and one L{Settings}.
@@ -87,16 +99,34 @@ class SSEApp:
     app = Klein()
     log = Logger()
 
-    def __init__(self, hub: Hub, settings: Settings) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        settings: Settings,
+        *,
+        limit: ClientLimit | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        """
+        @param hub: Where streams subscribe and events are published.
+        @param settings: How the routes behave.
+        @param limit: Turns streams away when too many are open; by default
+            there is no limit.
+        @param observer: Told of streams dropped for slow clients.
+        """
         self.hub = hub
         self.settings = settings
+        self._limit = limit
+        self._dropped = None if observer is None else observer.dropped_slow
+        self._started = hub.clock.seconds()
+        self._version = package_version()
         self._opening = encode_retry(settings.retry) + encode_event(GREETING)
 
     def site(self) -> Site:
         """
         @return: The web site serving these routes.
         """
-        site = Site(
+        site = _Site(
             StreamFirst(self.open_stream, self.app.resource()),
             requestFactory=partial(BodyLimitedRequest, max_body=self.settings.max_body),
         )
@@ -149,9 +179,11 @@ class SSEApp:
     def open_stream(self, request: Request) -> bool:
         """
         Check the request for a stream and set its headers; for C{GET}, open
-        the stream and subscribe it.
+        the stream and subscribe it, or refuse it if the limit of open
+        streams is reached.
 
-        @return: Whether a stream was opened (not for C{HEAD}).
+        @return: Whether the response is taken care of: a stream was opened
+            or refused (not for C{HEAD}, which never opens one).
         @raise RequestError: If the request asks for bad topics.
         """
         self._allow_cors(request)
@@ -162,7 +194,12 @@ class SSEApp:
         request.setHeader("X-Accel-Buffering", "no")
         if request.method == b"HEAD":
             return False
-        stream = EventStream(request, self.hub.unsubscribe, self.settings.max_backlog)
+        if self._limit is not None and not self._limit.admits():
+            self._limit.refuse(request)
+            return True
+        stream = EventStream(
+            request, self.hub.unsubscribe, self.settings.max_backlog, self._dropped
+        )
         stream.start(self._opening)
         self.hub.subscribe(stream, topics, last_event_id)
         return True
@@ -222,8 +259,8 @@ class SSEApp:
     @app.route("/health", methods=["GET", "HEAD"])
     def health(self, request: IRequest) -> bytes:
         """
-        Report that the server is up, with its open streams, last event id
-        and fan-out.
+        Report that the server is up, with its open streams, last event id,
+        seconds since it started, ssedemo's version and which fan-out runs.
         """
         return json_body(
             request,
@@ -231,6 +268,8 @@ class SSEApp:
                 "status": "ok",
                 "streams": len(self.hub),
                 "lastEventId": self.hub.last_id,
+                "uptime": round(self.hub.clock.seconds() - self._started, 3),
+                "version": self._version,
                 "fanout": self.settings.fanout,
             },
         )
@@ -311,6 +350,17 @@ class SSEApp:
         if "data" not in fields:
             raise RequestError(400, "data is required")
         return fields
+
+
+def package_version() -> str:
+    """
+    @return: The installed ssedemo's version, or C{"unknown"} when it runs
+        from a source tree that was never installed.
+    """
+    try:
+        return metadata.version("ssedemo")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _checked_topic(topic: object) -> str:

@@ -16,8 +16,10 @@ from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
 from twisted.internet.task import deferLater
 from twisted.web.server import Site
 
-from sse_twisted.event import encode_retry
+from sse_twisted.event import encode_jittered_retry
 from sse_twisted.hub import Hub
+from sse_twisted.jsonlog import JsonLog
+from sse_twisted.limits import OpenFilesLimit
 
 HEARTBEAT = json.dumps({"message": "Hello hello!"})
 
@@ -52,9 +54,7 @@ class StreamCloser(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
-        self._hub.close_all(
-            lambda: encode_retry(int(self._retry * (1 + self._jitter())))
-        )
+        self._hub.close_all(lambda: encode_jittered_retry(self._retry, self._jitter))
         return deferLater(self._clock, DRAIN_SECONDS, lambda: None)
 
 
@@ -103,28 +103,33 @@ def _every(
 def sse_service(
     hub: Hub,
     site: Site,
-    endpoint: IStreamServerEndpoint,
-    *,
+    *endpoints: IStreamServerEndpoint,
     clock: IReactorTime,
     heartbeat: float,
     keepalive: float,
     retry: int,
+    json_log: JsonLog | None = None,
 ) -> MultiService:
     """
     Assemble the server.
 
     @param hub: The hub the site publishes to.
     @param site: The web site.
-    @param endpoint: Where to listen.
+    @param endpoints: Where to listen: the site is served on each.
     @param clock: The reactor's clock, for the timers.
     @param heartbeat: Seconds between demo heartbeats; C{0} for none.
     @param keepalive: The silence, in seconds, after which an open stream
         gets a comment (at most a quarter of it late); C{0} for none.
     @param retry: The clients' reconnection delay, in milliseconds.
+    @param json_log: If given, started first and stopped last, so that it
+        sees all that the server logs.
     @return: A service that runs all of it, and ends the open streams
         gracefully when stopped.
     """
     server = MultiService()
+    if json_log is not None:
+        json_log.setServiceParent(server)
+    OpenFilesLimit().setServiceParent(server)
     GarbageCollectorTuning().setServiceParent(server)
     if heartbeat:
         _every(heartbeat, hub.broadcast, HEARTBEAT, clock=clock).setServiceParent(
@@ -135,6 +140,8 @@ def sse_service(
             keepalive / 4, hub.send_keepalives, keepalive, clock=clock
         ).setServiceParent(server)
     StreamCloser(hub, clock, retry).setServiceParent(server)
-    # Stopped first: no new stream is accepted while the others are ended.
-    StreamServerEndpointService(endpoint, site).setServiceParent(server)
+    # Added last, so stopped first (a MultiService stops its children in
+    # reverse): no port accepts a new stream while the others are ended.
+    for endpoint in endpoints:
+        StreamServerEndpointService(endpoint, site).setServiceParent(server)
     return server

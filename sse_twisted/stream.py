@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from twisted.internet.error import ConnectionAborted
 from twisted.internet.interfaces import IPushProducer, ITransport
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 from zope.interface import implementer
@@ -46,18 +48,25 @@ class EventStream:
     connection, framed once per event, rather than through
     L{Request.write}, which would frame each copy again.
 
+    Once the response is over, the stream lets go of the request, its
+    channel and its connection, which hold it in turn (as their producer):
+    reference counting then frees them all at once, instead of leaving a
+    cycle for the next full garbage collection, which the server makes rare.
+
     A client that reads slower than events come makes the connection's
-    buffer fill up; the connection then pauses this stream (it is its
-    producer). Events still go out, but once more than C{max_backlog} bytes
-    have piled up during one pause the connection is dropped: the client
-    reconnects by itself and resumes from the history, and the server does
-    not hold an unbounded buffer for it.
+    buffer (over HTTP/2, the stream's flow-control window) fill up; the
+    connection then pauses this stream (it is its producer). Events still go
+    out, but once more than C{max_backlog} bytes have piled up during one
+    pause the connection is dropped (over HTTP/2, only this stream is reset):
+    the client reconnects by itself and resumes from the history, and the
+    server does not hold an unbounded buffer for it.
     """
 
     __slots__ = (
         "_backlog",
         "_channel",
         "_chunked",
+        "_dropped",
         "_ended",
         "_lease",
         "_max_backlog",
@@ -74,6 +83,7 @@ class EventStream:
         request: Request,
         ended: Callable[[EventStream], object],
         max_backlog: int = DEFAULT_MAX_BACKLOG,
+        dropped: Callable[[], object] | None = None,
     ) -> None:
         """
         @param request: The request whose response carries the events; its
@@ -82,8 +92,9 @@ class EventStream:
             whoever ended it.
         @param max_backlog: How many bytes may pile up while the connection
             has paused the stream before it is dropped.
+        @param dropped: Called if the stream is dropped for a slow client.
         """
-        self._request = request
+        self._request: Request | None = request
         self._channel: HTTPChannel | None = None
         self._transport: ITransport | None = None
         self._chunked = False
@@ -92,11 +103,13 @@ class EventStream:
         self._backlog = 0
         self._max_backlog = max_backlog
         self._ended = ended
+        self._dropped = dropped
         self._lease: Lease | None = None
         request.notifyFinish().addBoth(self._end)
 
     def _end(self, reason: object) -> None:
         self._open = False
+        self._request = self._channel = self._transport = self._lease = None
         self._ended(self)
 
     def start(self, opening: bytes) -> None:
@@ -105,13 +118,15 @@ class EventStream:
 
         @param opening: Such as a C{retry:} field and a greeting.
         """
-        self._request.write(opening)
-        self._request.registerProducer(self, True)
-        channel = self._request.channel
+        request = self._request
+        assert request is not None, "the response is over before it began"
+        request.write(opening)
+        request.registerProducer(self, True)
+        channel = request.channel
         if isinstance(channel, HTTPChannel):
             self._channel = channel
             self._transport = channel.transport
-            self._chunked = bool(self._request.chunked)
+            self._chunked = bool(request.chunked)
 
     def write(self, data: bytes) -> None:
         """
@@ -127,7 +142,8 @@ class EventStream:
                 return
         transport = self._transport
         if transport is None:
-            self._request.write(data)
+            if self._request is not None:
+                self._request.write(data)
         elif self._chunked:
             transport.write(_chunk(data))
         else:
@@ -171,12 +187,13 @@ class EventStream:
 
         @param farewell: Bytes to write first, such as a C{retry:} field.
         """
-        if not self._open:
+        request = self._request
+        if request is None or not self._open:
             return
         if farewell:
             self.write(farewell)
-        self._request.unregisterProducer()
-        self._request.finish()
+        request.unregisterProducer()
+        request.finish()
 
     def pauseProducing(self) -> None:
         """
@@ -208,10 +225,23 @@ class EventStream:
             backlog=self._backlog,
         )
         self._open = False
+        if self._dropped is not None:
+            self._dropped()
         if self._channel is not None:
             self._channel.forceAbortClient()
-        else:
-            self._request.loseConnection()
+            return
+        # HTTP/2: the request's channel is its stream, which a reset
+        # (RST_STREAM) ends at once, alone; losing it would only queue the
+        # stream's end behind the data the client does not take. Twisted does
+        # not tell the request of a reset it sends: tell it in the next turn,
+        # as for an aborted TCP connection (later writes fall in the backlog).
+        request = self._request
+        assert request is not None and request.site is not None
+        h2_stream: Any = request.channel
+        h2_stream.abortConnection()
+        request.site.reactor.callLater(
+            0, request.connectionLost, Failure(ConnectionAborted())
+        )
 
 
 class StreamGroup:

@@ -7,8 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from OpenSSL.crypto import Error as CryptoError
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import VerifyError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python import usage
@@ -17,7 +20,10 @@ from twisted.python.filepath import FilePath
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import Hub
+from sse_twisted.jsonlog import STDOUT, JsonLog
 from sse_twisted.log import MemoryLog
+from sse_twisted.metrics import Metrics
+from sse_twisted.overload import ClientLimit
 from sse_twisted.service import sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
 
@@ -32,19 +38,26 @@ default of 50 overflows when thousands of clients connect at once.
 
 log = Logger()
 
+DEFAULT_PORT = "8080"
+"""Where to listen when no C{--port} is given."""
+
 _MAX_RETRY = 24 * 60 * 60 * 1000
 _MAX_HISTORY = 1_000_000
+_MAX_CLIENTS = 100_000_000
 
 
 def endpoint_description(port: str) -> str:
     """
-    Turn C{--port} into a server endpoint description.
+    Turn C{--port} (or C{--metrics}) into a server endpoint description.
 
     A bare number means TCP on that port. IPv4 TCP is served by
     L{sse_twisted.eager}'s C{eagertcp:} endpoint, which takes the same
-    arguments as C{tcp:} and writes faster; TCP endpoints get
+    arguments as C{tcp:} and writes faster, and sockets passed by systemd
+    by its C{eagersystemd:}, with the arguments of C{systemd:}. TLS (C{ssl:})
+    is served by L{sse_twisted.tls}'s C{sparingssl:}, which copes with a
+    full descriptor table as those do. TCP and TLS endpoints get
     L{DEFAULT_BACKLOG} unless they name a C{backlog} of their own. Other
-    descriptions (C{ssl:}, C{unix:}, C{systemd:}, ...) are left as they are.
+    descriptions (C{unix:}, ...) are left as they are.
 
     @param port: A port number or any endpoint description.
     @return: The endpoint description.
@@ -52,10 +65,12 @@ def endpoint_description(port: str) -> str:
     kind, _, rest = port.partition(":")
     if port.isdigit():
         kind, rest = "eagertcp", port
-    elif kind == "tcp":
-        kind = "eagertcp"
+    elif kind in ("tcp", "systemd"):
+        kind = "eager" + kind
+    elif kind == "ssl":
+        kind = "sparingssl"
     description = f"{kind}:{rest}" if rest else kind
-    if kind in ("eagertcp", "tcp6") and "backlog=" not in rest:
+    if kind in ("eagertcp", "tcp6", "sparingssl") and "backlog=" not in rest:
         description += f":backlog={DEFAULT_BACKLOG}"
     return description
 
@@ -74,15 +89,6 @@ class Options(usage.Options):
         ["protect-api", None, "Require the publish token on POST /api too."],
     ]
     optParameters: list[list[Any]] = [
-        [
-            "port",
-            "p",
-            "8080",
-            "Where to listen: a port number, or a Twisted server endpoint"
-            " description such as tcp:8080:interface=127.0.0.1 or"
-            f" ssl:8443:privateKey=key.pem (TCP backlog {DEFAULT_BACKLOG} unless"
-            " given).",
-        ],
         [
             "heartbeat",
             None,
@@ -119,6 +125,22 @@ class Options(usage.Options):
         ],
         ["retry", None, 3000, "Reconnection delay told to clients, in ms.", int],
         [
+            "max-clients",
+            None,
+            0,
+            "Most streams open at once; further clients are told to come back"
+            " after one to two --retry intervals. 0: no limit.",
+            int,
+        ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at GET /metrics on this endpoint, given"
+            " as --port is, such as tcp:9100:interface=127.0.0.1; off by"
+            " default.",
+        ],
+        [
             "publish-token",
             None,
             None,
@@ -131,33 +153,56 @@ class Options(usage.Options):
             None,
             "File holding the bearer token that POST /publish requires.",
         ],
+        [
+            "log-json",
+            None,
+            None,
+            "Also write every log event as one JSON line to this file (- for"
+            " standard output); the file is reopened on SIGUSR1.",
+        ],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["cors-origin"] = []
+        self["ports"] = []
+
+    def opt_port(self, port: str) -> None:
+        self["ports"].append(port)
+
+    opt_port.__doc__ = (  # the --help text, which keeps a docstring's indentation
+        f"Where to listen (repeatable; default {DEFAULT_PORT}): a port number, or"
+        " a Twisted server endpoint description such as"
+        " tcp:8080:interface=127.0.0.1 or"
+        " ssl:8443:privateKey=key.pem:certKey=cert.pem (HTTPS, and HTTP/2 by"
+        f" ALPN). TCP and TLS get a listen backlog of {DEFAULT_BACKLOG} unless"
+        " given."
+    )
+    opt_p = opt_port
 
     def opt_cors_origin(self, origin: str) -> None:
         """Let this origin use /sse and /publish (repeatable; * for any)."""
         self["cors-origin"].append(origin)
 
     def postOptions(self) -> None:
-        self["port"] = endpoint_description(self["port"])
-        try:
-            serverFromString(None, self["port"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise usage.UsageError(f"--port: {e}") from e
+        self["ports"] = [
+            _endpoint("port", port) for port in self["ports"] or [DEFAULT_PORT]
+        ]
         _check_range(self, "heartbeat", 0, 86400)
         _check_range(self, "keepalive", 0, 86400)
         _check_range(self, "max-body", 1, 1 << 30)
         _check_range(self, "max-backlog", 1, 1 << 32)
         _check_range(self, "history", 0, _MAX_HISTORY)
         _check_range(self, "retry", 0, _MAX_RETRY)
+        _check_range(self, "max-clients", 0, _MAX_CLIENTS)
+        if self["metrics"] is not None:
+            self["metrics"] = _endpoint("metrics", self["metrics"])
         static = Path(self["static"]) if self["static"] else BUNDLED_STATIC
         if not static.is_dir():
             raise usage.UsageError(f"--static: {static} is not a directory")
         self["static"] = static
         self["publish-token"] = self._token()
+        self["log-json"] = _log_json_path(self["log-json"])
 
     def _token(self) -> bytes | None:
         if self["publish-token"] and self["publish-token-file"]:
@@ -179,6 +224,30 @@ class Options(usage.Options):
         return token.encode("utf-8")
 
 
+def _endpoint(option: str, value: str) -> str:
+    description = endpoint_description(value)
+    try:
+        serverFromString(None, description)
+    except (ValueError, KeyError, TypeError, OSError, VerifyError) as e:
+        raise usage.UsageError(f"--{option} {value}: {e}") from e
+    except CryptoError as e:
+        raise usage.UsageError(
+            f"--{option} {value}: cannot load the TLS key and certificate (PEM): {e}"
+        ) from e
+    return description
+
+
+def _log_json_path(path: str | None) -> str | None:
+    if path is None or path == STDOUT:
+        return path
+    absolute = Path(path).absolute()
+    try:
+        absolute.open("a").close()
+    except OSError as e:
+        raise usage.UsageError(f"--log-json: {e}") from e
+    return str(absolute)
+
+
 def _check_range(options: Options, name: str, low: float, high: float) -> None:
     if not low <= options[name] <= high:
         raise usage.UsageError(f"--{name} must be between {low} and {high}")
@@ -198,7 +267,19 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     clock: IReactorTime = reactor
     fanout = choose_fanout()
     log.info("fan-out: {fanout} ({why})", fanout=fanout.name, why=fanout.why)
-    hub = Hub(clock, MemoryLog(options["history"]), fanout.groups)
+    metrics = Metrics() if options["metrics"] else None
+    hub = Hub(
+        clock, MemoryLog(options["history"]), observer=metrics, groups=fanout.groups
+    )
+    limit = None
+    if options["max-clients"]:
+        limit = ClientLimit(
+            hub.__len__,
+            options["max-clients"],
+            clock=clock,
+            retry=options["retry"],
+            observer=metrics,
+        )
     settings = Settings(
         static=FilePath(str(options["static"])),
         max_body=options["max-body"],
@@ -209,12 +290,21 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         cors_origins=tuple(options["cors-origin"]),
         fanout=fanout.name,
     )
-    return sse_service(
+    service = sse_service(
         hub,
-        SSEApp(hub, settings).site(),
-        serverFromString(reactor, options["port"]),
+        SSEApp(hub, settings, limit=limit, observer=metrics).site(),
+        *(serverFromString(reactor, port) for port in options["ports"]),
         clock=clock,
         heartbeat=options["heartbeat"],
         keepalive=options["keepalive"],
         retry=options["retry"],
+        json_log=JsonLog(options["log-json"], reactor) if options["log-json"] else None,
     )
+    if limit is not None:
+        limit.setServiceParent(service)
+    if metrics is not None:
+        metrics.count_streams(hub.__len__)
+        StreamServerEndpointService(
+            serverFromString(reactor, options["metrics"]), metrics.site()
+        ).setServiceParent(service)
+    return service

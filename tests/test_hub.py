@@ -29,7 +29,8 @@ class BrokenSink(FakeSink):
 
 def make_hub(history: int = 1000) -> tuple[Hub, Clock]:
     clock = Clock()
-    return Hub(clock, MemoryLog(history, instance="t"), choose_fanout().groups), clock
+    hub = Hub(clock, MemoryLog(history, instance="t"), groups=choose_fanout().groups)
+    return hub, clock
 
 
 def test_publish_reaches_every_subscriber_with_one_shared_bytes() -> None:

@@ -32,7 +32,7 @@ def start(
     heartbeat: float = 3.0, keepalive: float = 15.0
 ) -> tuple[MemoryReactorClock, Hub, FakeSink, MultiService]:
     reactor = MemoryReactorClock()
-    hub = Hub(reactor, MemoryLog(instance="t"), choose_fanout().groups)
+    hub = Hub(reactor, MemoryLog(instance="t"), groups=choose_fanout().groups)
     app = SSEApp(hub, Settings(static=FilePath(".")))
     service = sse_service(
         hub,

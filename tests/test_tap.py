@@ -7,11 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from certificate import Certificate, make_certificate
 from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 
 from sse_twisted.eager import EagerTCPServerEndpoint
+from sse_twisted.jsonlog import JsonLog
+from sse_twisted.overload import ClientLimit
+from sse_twisted.service import StreamCloser
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
 
 
@@ -23,7 +28,7 @@ def parse(*args: str) -> Options:
 
 def test_defaults() -> None:
     options = parse()
-    assert options["port"] == "eagertcp:8080:backlog=4096"
+    assert options["ports"] == ["eagertcp:8080:backlog=4096"]
     assert options["heartbeat"] == 3.0
     assert options["keepalive"] == 15.0
     assert options["max-body"] == 65536
@@ -33,6 +38,8 @@ def test_defaults() -> None:
     assert options["static"] == BUNDLED_STATIC
     assert options["publish-token"] is None
     assert options["cors-origin"] == []
+    assert options["metrics"] is None
+    assert options["max-clients"] == 0
     assert (BUNDLED_STATIC / "index.html").is_file()
 
 
@@ -56,7 +63,23 @@ def test_port_becomes_an_endpoint_description(port: str, description: str) -> No
     queue unless it names one; other endpoint kinds pass through.
     """
     assert endpoint_description(port) == description
-    assert parse("--port", port)["port"] == description
+    assert parse("--port", port)["ports"] == [description]
+
+
+@pytest.mark.parametrize(
+    "port,description",
+    [
+        ("ssl:443:privateKey=k.pem", "sparingssl:443:privateKey=k.pem:backlog=4096"),
+        ("ssl:443:backlog=64:privateKey=k", "sparingssl:443:backlog=64:privateKey=k"),
+    ],
+)
+def test_tls_port_is_served_as_tcp_ports_are(port: str, description: str) -> None:
+    """
+    A TLS port copes with a full descriptor table (C{sparingssl:}, same
+    arguments) and gets the deep listen queue of TCP unless it names one:
+    after a restart, thousands of browsers reconnect over TLS as over TCP.
+    """
+    assert endpoint_description(port) == description
 
 
 @pytest.mark.parametrize(
@@ -64,6 +87,8 @@ def test_port_becomes_an_endpoint_description(port: str, description: str) -> No
     [
         ["--port", "bogus:1"],
         ["--port", "tcp:notaport"],
+        ["--port", "8080", "--port", "bogus:1"],
+        ["--port", "ssl:0:privateKey=/nonexistent/key.pem"],
         ["--heartbeat", "-1"],
         ["--heartbeat", "nan"],
         ["--keepalive", "1e12"],
@@ -72,6 +97,10 @@ def test_port_becomes_an_endpoint_description(port: str, description: str) -> No
         ["--history", "-5"],
         ["--history", "99999999999"],
         ["--retry", "-1"],
+        ["--max-clients", "-1"],
+        ["--max-clients", "many"],
+        ["--metrics", "bogus:9100"],
+        ["--metrics", "tcp:notaport"],
         ["--static", "/nonexistent/dir"],
         ["--protect-api"],
         ["--publish-token", "two words"],
@@ -86,6 +115,38 @@ def test_bad_options_are_usage_errors(args: list[str]) -> None:
     """
     with pytest.raises(UsageError):
         parse(*args)
+
+
+def test_port_repeats(certificate: Certificate) -> None:
+    """
+    C{--port} (or C{-p}) may be given several times: the server listens on
+    each, every one mapped as a single one is.
+    """
+    options = parse("--port", "9000", "-p", certificate.endpoint(), "-p", "unix:s")
+    assert options["ports"] == [
+        "eagertcp:9000:backlog=4096",
+        "sparing" + certificate.endpoint() + ":backlog=4096",
+        "unix:s",
+    ]
+
+
+def test_unreadable_tls_key_is_a_usage_error(tmp_path: Path) -> None:
+    """
+    A TLS port whose key or certificate is not PEM is refused with a message
+    that says so, not with a traceback.
+    """
+    garbage = tmp_path / "key.pem"
+    garbage.write_text("not a key\n")
+    with pytest.raises(UsageError, match="cannot load the TLS key"):
+        parse("--port", f"ssl:8443:privateKey={garbage}")
+
+
+def test_key_of_another_certificate_is_a_usage_error(
+    certificate: Certificate, tmp_path: Path
+) -> None:
+    other = make_certificate(tmp_path)
+    with pytest.raises(UsageError, match="do not match"):
+        parse("--port", f"ssl:8443:privateKey={other.key}:certKey={certificate.cert}")
 
 
 def test_token_from_file(tmp_path: Path) -> None:
@@ -128,9 +189,11 @@ def test_every_option_is_in_help() -> None:
         "--publish-token-file",
         "--protect-api",
         "--cors-origin",
+        "--max-clients",
+        "--metrics",
     ):
         assert name in text
-    assert "[default: 8080]" in text
+    assert "default 8080" in text
 
 
 def test_make_service() -> None:
@@ -156,3 +219,118 @@ def test_make_service_without_timers() -> None:
     reactor = MemoryReactorClock()
     service = makeService(parse("--heartbeat", "0", "--keepalive", "0"), reactor)
     assert not any(isinstance(c, TimerService) for c in service)  # type: ignore[attr-defined]
+
+
+def test_make_service_listens_on_every_port(certificate: Certificate) -> None:
+    """
+    Each C{--port} gets its own listening service, all stopped before the
+    open streams are ended: a MultiService stops its children last first.
+    """
+    reactor = MemoryReactorClock()
+    service = makeService(
+        parse("--port", "tcp:0:interface=127.0.0.1", "--port", certificate.endpoint()),
+        reactor,
+    )
+    children = list(service)  # type: ignore[call-overload]
+    closer = next(i for i, c in enumerate(children) if isinstance(c, StreamCloser))
+    listening = [
+        (i, c.endpoint)
+        for i, c in enumerate(children)
+        if isinstance(c, StreamServerEndpointService)
+    ]
+    assert [type(endpoint) for _, endpoint in listening] == [
+        EagerTCPServerEndpoint,
+        SSL4ServerEndpoint,
+    ]
+    assert all(i > closer for i, _ in listening)
+    assert listening[1][1]._backlog == 4096
+
+
+@pytest.mark.parametrize(
+    "metrics,description",
+    [
+        ("9100", "eagertcp:9100:backlog=4096"),
+        (
+            "tcp:9100:interface=127.0.0.1",
+            "eagertcp:9100:interface=127.0.0.1:backlog=4096",
+        ),
+        ("unix:/tmp/metrics.sock", "unix:/tmp/metrics.sock"),
+    ],
+)
+def test_metrics_endpoint(metrics: str, description: str) -> None:
+    """
+    C{--metrics} takes an endpoint description as C{--port} does.
+    """
+    assert parse("--metrics", metrics)["metrics"] == description
+
+
+def test_make_service_with_metrics_and_a_limit() -> None:
+    """
+    C{--metrics} adds a second listening site; C{--max-clients} a limit
+    that is stopped with the server.
+    """
+    reactor = MemoryReactorClock()
+    service = makeService(
+        parse("--metrics", "unix:/tmp/metrics.sock", "--max-clients", "5"), reactor
+    )
+    children = list(service)  # type: ignore[call-overload]
+    assert sum(isinstance(c, ClientLimit) for c in children) == 1
+    service.startService()
+    [(path, site, _, _, _)] = reactor.unixServers
+    assert path == "/tmp/metrics.sock"
+    assert list(site.resource.children) == [b"metrics"]
+
+
+def test_make_service_without_metrics_or_limit() -> None:
+    reactor = MemoryReactorClock()
+    service = makeService(parse(), reactor)
+    assert not any(isinstance(c, ClientLimit) for c in service)  # type: ignore[attr-defined]
+    service.startService()
+    assert reactor.unixServers == []
+    assert sum(isinstance(c, StreamServerEndpointService) for c in service) == 1  # type: ignore[attr-defined]
+
+
+def test_log_json_path_is_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A relative C{--log-json} path is resolved at start, so that a daemon
+    that changes directory still writes where it was told; C{-} stays.
+    """
+    monkeypatch.chdir(tmp_path)
+    assert parse("--log-json", "events.json")["log-json"] == str(
+        tmp_path / "events.json"
+    )
+    assert parse("--log-json", "-")["log-json"] == "-"
+    assert parse()["log-json"] is None
+    assert "--log-json=" in str(Options())
+
+
+def test_log_json_that_cannot_be_written_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--log-json"):
+        parse("--log-json", str(tmp_path / "missing" / "events.json"))
+
+
+def test_log_json_starts_first_and_stops_last(tmp_path: Path) -> None:
+    reactor = MemoryReactorClock()
+    path = str(tmp_path / "events.json")
+    service = makeService(parse("--log-json", path), reactor)
+    children = list(service)  # type: ignore[call-overload]
+    assert isinstance(children[0], JsonLog)
+    assert children[0].path == path
+    assert not any(isinstance(c, JsonLog) for c in makeService(parse(), reactor))  # type: ignore[attr-defined]
+
+
+def test_systemd_sockets_are_served_eagerly() -> None:
+    """
+    C{systemd:} becomes C{eagersystemd:} with the same arguments; without a
+    socket passed by systemd, C{--port} says so.
+    """
+    assert endpoint_description("systemd:domain=INET:index=0") == (
+        "eagersystemd:domain=INET:index=0"
+    )
+    with pytest.raises(
+        UsageError,
+        match="--port systemd:domain=INET:index=0: systemd passed no such socket",
+    ):
+        parse("--port", "systemd:domain=INET:index=0")

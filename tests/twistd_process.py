@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 TWISTD = str(Path(sys.executable).with_name("twistd"))
-_LISTENING = re.compile(rb"Site starting on (\d+)")
+_LISTENING = re.compile(rb"Site (\(TLS\) )?starting on (\d+)")
 DEADLINE = 20.0
 
 
@@ -29,6 +30,8 @@ class TwistdServer:
     One C{twistd -n ssedemo} process listening on 127.0.0.1.
 
     With C{port=0} the kernel picks a free port, read back from the log.
+    Further C{--port}s in C{args} are listened on too; L{start} waits for
+    all of them.
     """
 
     def __init__(
@@ -36,19 +39,34 @@ class TwistdServer:
         port: int = 0,
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        open_files: int | None = None,
     ) -> None:
+        """
+        @param open_files: If given, the process's open-files limit (soft
+            and hard).
+        """
         self.port = port
+        self.open_files = open_files
         self.args = list(args)
         self.env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
         self.workdir = Path(tempfile.mkdtemp(prefix="ssedemo-"))
         self.process: subprocess.Popen[bytes] | None = None
         self.output = b""
+        self.listening: list[tuple[bool, int]] = []
+        """(TLS or not, port) of every port, in the order of the log."""
         self._listening = threading.Event()
         self._reader: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def tls_port(self) -> int:
+        """
+        The first TLS port.
+        """
+        return next(port for tls, port in self.listening if tls)
 
     def start(self) -> TwistdServer:
         self.process = subprocess.Popen(
@@ -64,14 +82,30 @@ class TwistdServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=self.env,
+            preexec_fn=None if self.open_files is None else self._limit_open_files,
         )
         self._listening.clear()
+        self.listening = []
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
         if not self._listening.wait(DEADLINE):
             self.stop()
             raise AssertionError(f"twistd did not start:\n{self.output.decode()}")
         return self
+
+    def _limit_open_files(self) -> None:
+        assert self.open_files is not None
+        limit = (self.open_files, self.open_files)
+        resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+
+    def cpu_seconds(self) -> float:
+        """
+        @return: The CPU time (user and system) the process has used so far.
+        """
+        assert self.process is not None
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        user, system = stat.rpartition(")")[2].split()[11:13]
+        return (int(user) + int(system)) / os.sysconf("SC_CLK_TCK")
 
     def _drain(self) -> None:
         """
@@ -82,8 +116,10 @@ class TwistdServer:
             self.output += line
             match = _LISTENING.search(line)
             if match and not self._listening.is_set():
-                self.port = int(match.group(1))
-                self._listening.set()
+                self.listening.append((bool(match.group(1)), int(match.group(2))))
+                if len(self.listening) == 1 + self.args.count("--port"):
+                    self.port = self.listening[0][1]
+                    self._listening.set()
 
     def health(self) -> dict[str, object]:
         with urllib.request.urlopen(self.url + "/health", timeout=5) as response:
