@@ -12,13 +12,19 @@ Runs on whichever fan-out the environment chooses (the suite runs on both).
 
 from __future__ import annotations
 
+import json
 import random
 import re
+import socket
+import struct
+import time
+import urllib.request
 from collections.abc import Generator
 from typing import Any
 
 import pytest_twisted
 from test_integration import Server, server, until
+from twistd_process import DEADLINE, TwistdServer
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
@@ -206,3 +212,98 @@ def test_no_cross_talk_under_churn(server: Server) -> Generator[Any, Any, None]:
     assert errors == []
     assert vanished["reset"] > 20 and vanished["close"] > 20
     assert sum(c.events for c in clients) > 10_000
+
+
+class RawStream:
+    """
+    One client of a real server: a plain socket, its bytes checked by a
+    L{StrictClient}.
+    """
+
+    def __init__(self, port: int, topics: tuple[str, ...]) -> None:
+        self.check = StrictClient(topics)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+        query = "&".join(f"topic={t}" for t in topics)
+        self.sock.sendall(f"GET /sse?{query} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        self.sock.setblocking(False)
+
+    def read(self) -> bool:
+        """
+        Take what has arrived; C{False} once the server has closed.
+        """
+        while True:
+            try:
+                data = self.sock.recv(1 << 20)
+            except BlockingIOError:
+                return True
+            except ConnectionError:
+                return False
+            if not data:
+                return False
+            self.check.dataReceived(data)
+
+    def vanish(self, reset: bool) -> None:
+        if reset:  # RST instead of FIN
+            self.sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+        self.sock.close()
+
+
+def test_no_cross_talk_in_a_real_server() -> None:
+    """
+    The same hunt against C{twistd ssedemo} in its own process, as a user
+    runs it: every descriptor it reuses is one of its own connections.
+    """
+    rng = random.Random(20261201)
+    server = TwistdServer(args=["--heartbeat", "0"]).start()
+    clients: list[RawStream] = []
+    live: list[RawStream] = []
+    seqs = dict.fromkeys(TOPICS, 0)
+    deadline = time.monotonic() + SECONDS
+
+    def publish(topic: str, size: int) -> None:
+        body = json.dumps({"data": payload(topic, seqs[topic], size), "topic": topic})
+        request = urllib.request.Request(
+            server.url + "/publish",
+            data=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=DEADLINE) as response:
+            assert response.status == 200
+        seqs[topic] += 1
+
+    def read_all() -> None:
+        for client in list(live):
+            if not client.read():
+                live.remove(client)
+
+    try:
+        for step in range(STEPS):
+            assert time.monotonic() < deadline, "the churn took too long"
+            if rng.random() < 0.3 or len(live) < 5:
+                client = RawStream(server.port, tuple(rng.sample(TOPICS, 2)))
+                clients.append(client)
+                live.append(client)
+            if rng.random() < 0.25 and live:
+                client = live.pop(rng.randrange(len(live)))
+                client.vanish(reset=step % 2 == 0)
+            for _ in range(rng.randint(1, 3)):
+                publish(rng.choice(TOPICS), rng.choice([10, 1000, 30_000]))
+            read_all()
+        final = dict(seqs)
+        for topic in TOPICS:
+            publish(topic, 5)
+        while any(
+            c.check.last.get(t) != final[t] for c in live for t in c.check.topics
+        ):
+            assert time.monotonic() < deadline, "the last events did not arrive"
+            read_all()
+            time.sleep(0.01)
+    finally:
+        for client in clients:
+            client.sock.close()
+        server.stop()
+    errors = [(c.check.topics, e) for c in clients for e in c.check.errors]
+    assert errors == []
+    assert sum(c.check.events for c in clients) > 1000
