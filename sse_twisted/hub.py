@@ -119,6 +119,13 @@ class Hub:
         return len(self._subscriptions)
 
     @property
+    def clock(self) -> IReactorTime:
+        """
+        The hub's source of time.
+        """
+        return self._clock
+
+    @property
     def last_id(self) -> str | None:
         """
         The id of the most recently published event, or L{None}.

@@ -13,6 +13,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
+from sse_twisted import auth_config
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
 from sse_twisted.service import sse_service
@@ -66,7 +67,13 @@ class Options(usage.Options):
         " /sse, the demo's POST /api and the POST /publish API."
     )
     optFlags = [
-        ["protect-api", None, "Require the publish token on POST /api too."],
+        [
+            "protect-api",
+            None,
+            "Require the publish token (or a JWT that may publish to default)"
+            " on POST /api too.",
+        ],
+        *auth_config.FLAGS,
     ]
     optParameters: list[list[Any]] = [
         [
@@ -126,6 +133,7 @@ class Options(usage.Options):
             None,
             "File holding the bearer token that POST /publish requires.",
         ],
+        *auth_config.PARAMETERS,
     ]
 
     def __init__(self) -> None:
@@ -135,6 +143,10 @@ class Options(usage.Options):
     def opt_cors_origin(self, origin: str) -> None:
         """Let this origin use /sse and /publish (repeatable; * for any)."""
         self["cors-origin"].append(origin)
+
+    def opt_public_topic(self, pattern: str) -> None:
+        """Let anyone subscribe to this topic pattern, no token checked (repeatable)."""
+        auth_config.public_topic(self, pattern)
 
     def postOptions(self) -> None:
         self["port"] = endpoint_description(self["port"])
@@ -153,6 +165,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--static: {static} is not a directory")
         self["static"] = static
         self["publish-token"] = self._token()
+        auth_config.check(self)
 
     def _token(self) -> bytes | None:
         if self["publish-token"] and self["publish-token-file"]:
@@ -166,8 +179,10 @@ class Options(usage.Options):
             except OSError as e:
                 raise usage.UsageError(f"--publish-token-file: {e}") from e
         if token is None:
-            if self["protect-api"]:
-                raise usage.UsageError("--protect-api needs a publish token")
+            if self["protect-api"] and self["jwt-key"] is None:
+                raise usage.UsageError(
+                    "--protect-api needs a publish token or --jwt-key"
+                )
             return None
         if not token or any(c.isspace() for c in token):
             raise usage.UsageError("the publish token must be one word")
@@ -192,6 +207,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor
     clock: IReactorTime = reactor
     hub = Hub(clock, history=options["history"])
+    access = auth_config.access(options, reactor)
     settings = Settings(
         static=FilePath(str(options["static"])),
         max_body=options["max-body"],
@@ -200,8 +216,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         publish_token=options["publish-token"],
         protect_api=options["protect-api"],
         cors_origins=tuple(options["cors-origin"]),
+        gate=access.gate,
+        verifier=access.verifier,
+        publish_open=options["publish-open"],
     )
-    return sse_service(
+    server = sse_service(
         hub,
         SSEApp(hub, settings).site(),
         serverFromString(reactor, options["port"]),
@@ -210,3 +229,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         keepalive=options["keepalive"],
         retry=options["retry"],
     )
+    for service in access.services:
+        service.setServiceParent(server)
+    return server
