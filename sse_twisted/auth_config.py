@@ -167,7 +167,7 @@ def access(options: MutableMapping[str, Any], reactor: Any) -> Access:
     @param reactor: For the forward auth's connections and all timing.
     """
     for message in _warnings(options):
-        _log.warn(message)
+        _log.warn("{message}", message=message)
     verifier = None
     gates: list[Gate] = []
     services: list[Service] = []

@@ -1,0 +1,83 @@
+"""
+Authorization in a real C{twistd ssedemo} process, as a user runs it: the
+access log never shows a query token, refusals are JSON, and the warning
+for an open publish API.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tokens import SECRET, grants
+from twistd_process import DEADLINE, TwistdServer
+
+
+def request(
+    url: str, data: bytes | None = None, **headers: str
+) -> tuple[int, Any, bytes]:
+    """
+    @return: The status, headers and body, or as much of the body as a
+        short read gets for a stream.
+    """
+    call = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(call, timeout=DEADLINE) as response:
+            return response.status, response.headers, response.read1(4096)
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def stop_and_read(server: TwistdServer) -> str:
+    server.stop()
+    return server.output.decode()
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> str:
+    path = tmp_path / "jwt.key"
+    path.write_bytes(SECRET + b"\n")
+    return str(path)
+
+
+def test_query_tokens_never_reach_the_log(secret: str) -> None:
+    """
+    Tokens given as C{?access_token=} (good, bad, to C{/sse} and to
+    C{/publish}) appear in no log line; the requests are logged redacted.
+    """
+    server = TwistdServer(
+        args=["--jwt-key", secret, "--public-topic", "default"]
+    ).start()
+    good = grants(["news"], publish=["news"], exp=time.time() + 60)
+    bad = "not.a-valid.token-" + "x" * 40
+    status, headers, body = request(f"{server.url}/sse?topic=news&access_token={good}")
+    assert status == 200 and b"Gotcha" in body
+    status, headers, body = request(f"{server.url}/sse?topic=news&access_token={bad}")
+    assert status == 401
+    assert (
+        headers["WWW-Authenticate"] == 'Bearer realm="ssedemo", error="invalid_token"'
+    )
+    assert "error" in json.loads(body)
+    status, _, body = request(
+        f"{server.url}/publish?access_token={good}",
+        json.dumps({"data": "hi", "topic": "news"}).encode(),
+        **{"Content-Type": "application/json"},
+    )
+    assert status == 200, body
+    status, _, _ = request(f"{server.url}/sse?topic=news")
+    assert status == 401
+    log = stop_and_read(server)
+    assert "access_token=[redacted]" in log
+    for secret_text in (good, bad, good.split(".")[2], bad[-40:]):
+        assert secret_text not in log
+
+
+def test_publish_open_is_warned_about() -> None:
+    server = TwistdServer(args=["--publish-open"]).start()
+    log = stop_and_read(server)
+    assert "--publish-open: anyone who can reach this server may publish" in log
