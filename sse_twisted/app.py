@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from sse_twisted.access_log import access_log_line
 from sse_twisted.auth import OPEN_GATE, Denial, Gate, Grant, Refusal
 from sse_twisted.event import InvalidEventField, encode_event, encode_retry
-from sse_twisted.expiry import end_with_token
+from sse_twisted.expiry import Expiries
 from sse_twisted.hub import DEFAULT_TOPIC, Hub
 from sse_twisted.jwt_gate import Verifier
 from sse_twisted.publish_auth import PublishGuard
@@ -103,6 +103,7 @@ class SSEApp:
         self.hub = hub
         self.settings = settings
         self._opening = encode_retry(settings.retry) + encode_event(GREETING)
+        self._expiries = Expiries(hub.clock)
         self._publishers = PublishGuard(
             settings.publish_token, settings.verifier, settings.publish_open
         )
@@ -212,10 +213,14 @@ class SSEApp:
         if request.method == b"HEAD":
             request.finish()
             return
-        stream = EventStream(request, self.hub.unsubscribe, self.settings.max_backlog)
+        stream = EventStream(request, self._ended, self.settings.max_backlog)
         stream.start(self._opening)
         self.hub.subscribe(stream, topics, last_event_id)
-        end_with_token(stream, request, grant, self.hub.clock)
+        self._expiries.add(stream, grant)
+
+    def _ended(self, stream: EventStream) -> None:
+        self.hub.unsubscribe(stream)
+        self._expiries.discard(stream)
 
     def _refuse(self, request: Request, refusal: Refusal) -> None:
         """

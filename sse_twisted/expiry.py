@@ -6,13 +6,13 @@ page can get a fresh token before its C{EventSource} reconnects.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
-from twisted.internet.interfaces import IReactorTime
-from twisted.web.server import Request
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from sse_twisted.auth import Grant
 from sse_twisted.event import encode_event
-from sse_twisted.stream import EventStream
+from sse_twisted.hub import EventSink
 
 TOKEN_EXPIRING = "token-expiring"
 """The event that warns a stream of its token's end; its data is
@@ -36,35 +36,96 @@ def warning_time(expires: float, issued: float | None, opened: float) -> float:
     return expires - max(0.0, min(WARNING_LEAD, lifetime / 2))
 
 
-def end_with_token(
-    stream: EventStream, request: Request, grant: Grant, clock: IReactorTime
-) -> None:
+def warning(expires: float) -> bytes:
     """
-    Warn C{stream} with a L{TOKEN_EXPIRING} event before C{grant} expires,
-    and end it when it does. Nothing happens for a grant without an end.
-
-    @param stream: An open stream.
-    @param request: Its request.
-    @param grant: The leave it was opened with.
-    @param clock: The reactor's clock.
+    @return: The L{TOKEN_EXPIRING} event for a token that expires at
+        C{expires}.
     """
-    expires = grant.expires
-    if expires is None:
-        return
-    now = clock.seconds()
-    warning = encode_event(json.dumps({"exp": expires}), event=TOKEN_EXPIRING)
-    calls = [
-        clock.callLater(
-            max(0.0, warning_time(expires, grant.issued, now) - now),
-            stream.write,
-            warning,
-        ),
-        clock.callLater(max(0.0, expires - now), stream.close),
-    ]
+    return encode_event(json.dumps({"exp": expires}), event=TOKEN_EXPIRING)
 
-    def cancel(_: object) -> None:
-        for call in calls:
-            if call.active():
-                call.cancel()
 
-    request.notifyFinish().addBoth(cancel)
+# What a batch does when its time comes, and for which expiry.
+_WARN, _END = "warn", "end"
+_Key = tuple[float, str, float]
+
+
+@dataclass(eq=False)
+class _Batch:
+    call: IDelayedCall
+    sinks: set[EventSink] = field(default_factory=set)
+
+
+class Expiries:
+    """
+    The streams whose tokens expire: each is warned, then ended, on the
+    reactor's clock.
+
+    Streams due at the same moment (those opened with the same token, say)
+    share one timer, so that a stream costs no timer of its own.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        """
+        @param clock: The reactor's clock.
+        """
+        self._clock = clock
+        self._batches: dict[_Key, _Batch] = {}
+        self._due: dict[EventSink, list[_Key]] = {}
+
+    def __len__(self) -> int:
+        """
+        @return: How many streams are waiting for their end.
+        """
+        return len(self._due)
+
+    def add(self, sink: EventSink, grant: Grant) -> None:
+        """
+        Warn C{sink} with a L{TOKEN_EXPIRING} event before C{grant} expires
+        (at once if that moment has passed), and end it when it does.
+        Nothing happens for a grant without an end.
+
+        @param sink: A stream that has just opened.
+        @param grant: The leave it was opened with.
+        """
+        expires = grant.expires
+        if expires is None:
+            return
+        now = self._clock.seconds()
+        warn_at = warning_time(expires, grant.issued, now)
+        keys: list[_Key] = []
+        if warn_at > now:
+            keys.append((warn_at, _WARN, expires))
+        else:
+            sink.write(warning(expires))
+        keys.append((expires, _END, expires))
+        for key in keys:
+            batch = self._batches.get(key)
+            if batch is None:
+                call = self._clock.callLater(max(0.0, key[0] - now), self._fire, key)
+                batch = self._batches[key] = _Batch(call)
+            batch.sinks.add(sink)
+        self._due[sink] = keys
+
+    def discard(self, sink: EventSink) -> None:
+        """
+        Forget C{sink}, which has ended. Unknown sinks are ignored.
+        """
+        for key in self._due.pop(sink, ()):
+            batch = self._batches[key]
+            batch.sinks.discard(sink)
+            if not batch.sinks:
+                del self._batches[key]
+                batch.call.cancel()
+
+    def _fire(self, key: _Key) -> None:
+        batch = self._batches.pop(key)
+        _, action, expires = key
+        for sink in batch.sinks:
+            self._due[sink].remove(key)
+        if action == _WARN:
+            data = warning(expires)
+            for sink in batch.sinks:
+                sink.write(data)
+        else:
+            for sink in batch.sinks:
+                sink.close()
