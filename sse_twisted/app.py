@@ -10,6 +10,7 @@ import random
 import re
 from dataclasses import dataclass
 from functools import partial
+from importlib import metadata
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -102,6 +103,8 @@ class SSEApp:
     def __init__(self, hub: Hub, settings: Settings) -> None:
         self.hub = hub
         self.settings = settings
+        self._started = hub.clock.seconds()
+        self._version = package_version()
         self._opening = encode_retry(settings.retry) + encode_event(GREETING)
         self._expiries = Expiries(hub.clock)
         self._publishers = PublishGuard(
@@ -301,11 +304,18 @@ class SSEApp:
     @app.route("/health", methods=["GET", "HEAD"])
     def health(self, request: IRequest) -> bytes:
         """
-        Report that the server is up, with its open streams and last event id.
+        Report that the server is up, with its open streams, last event id,
+        seconds since it started, and ssedemo's version.
         """
         return json_body(
             request,
-            {"status": "ok", "streams": len(self.hub), "lastEventId": self.hub.last_id},
+            {
+                "status": "ok",
+                "streams": len(self.hub),
+                "lastEventId": self.hub.last_id,
+                "uptime": round(self.hub.clock.seconds() - self._started, 3),
+                "version": self._version,
+            },
         )
 
     def _topics(self, request: IRequest) -> list[str]:
@@ -382,6 +392,17 @@ class SSEApp:
         if "data" not in fields:
             raise RequestError(400, "data is required")
         return fields
+
+
+def package_version() -> str:
+    """
+    @return: The installed ssedemo's version, or C{"unknown"} when it runs
+        from a source tree that was never installed.
+    """
+    try:
+        return metadata.version("ssedemo")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _checked_topic(topic: object) -> str:

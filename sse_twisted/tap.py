@@ -16,6 +16,8 @@ from twisted.python.filepath import FilePath
 from sse_twisted import auth_config
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
+from sse_twisted.jsonlog import STDOUT, JsonLog
+from sse_twisted.log import MemoryLog
 from sse_twisted.service import sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
 
@@ -38,9 +40,10 @@ def endpoint_description(port: str) -> str:
 
     A bare number means TCP on that port. IPv4 TCP is served by
     L{sse_twisted.eager}'s C{eagertcp:} endpoint, which takes the same
-    arguments as C{tcp:} and writes faster; TCP endpoints get
-    L{DEFAULT_BACKLOG} unless they name a C{backlog} of their own. Other
-    descriptions (C{ssl:}, C{unix:}, C{systemd:}, ...) are left as they are.
+    arguments as C{tcp:} and writes faster, and sockets passed by systemd
+    by its C{eagersystemd:}, with the arguments of C{systemd:}; TCP
+    endpoints get L{DEFAULT_BACKLOG} unless they name a C{backlog} of their
+    own. Other descriptions (C{ssl:}, C{unix:}, ...) are left as they are.
 
     @param port: A port number or any endpoint description.
     @return: The endpoint description.
@@ -48,8 +51,8 @@ def endpoint_description(port: str) -> str:
     kind, _, rest = port.partition(":")
     if port.isdigit():
         kind, rest = "eagertcp", port
-    elif kind == "tcp":
-        kind = "eagertcp"
+    elif kind in ("tcp", "systemd"):
+        kind = "eager" + kind
     description = f"{kind}:{rest}" if rest else kind
     if kind in ("eagertcp", "tcp6") and "backlog=" not in rest:
         description += f":backlog={DEFAULT_BACKLOG}"
@@ -133,6 +136,13 @@ class Options(usage.Options):
             None,
             "File holding the bearer token that POST /publish requires.",
         ],
+        [
+            "log-json",
+            None,
+            None,
+            "Also write every log event as one JSON line to this file (- for"
+            " standard output); the file is reopened on SIGUSR1.",
+        ],
         *auth_config.PARAMETERS,
     ]
 
@@ -165,6 +175,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--static: {static} is not a directory")
         self["static"] = static
         self["publish-token"] = self._token()
+        self["log-json"] = _log_json_path(self["log-json"])
         auth_config.check(self)
 
     def _token(self) -> bytes | None:
@@ -189,6 +200,17 @@ class Options(usage.Options):
         return token.encode("utf-8")
 
 
+def _log_json_path(path: str | None) -> str | None:
+    if path is None or path == STDOUT:
+        return path
+    absolute = Path(path).absolute()
+    try:
+        absolute.open("a").close()
+    except OSError as e:
+        raise usage.UsageError(f"--log-json: {e}") from e
+    return str(absolute)
+
+
 def _check_range(options: Options, name: str, low: float, high: float) -> None:
     if not low <= options[name] <= high:
         raise usage.UsageError(f"--{name} must be between {low} and {high}")
@@ -206,7 +228,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor
     clock: IReactorTime = reactor
-    hub = Hub(clock, history=options["history"])
+    hub = Hub(clock, MemoryLog(options["history"]))
     access = auth_config.access(options, reactor)
     settings = Settings(
         static=FilePath(str(options["static"])),
@@ -228,6 +250,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         heartbeat=options["heartbeat"],
         keepalive=options["keepalive"],
         retry=options["retry"],
+        json_log=JsonLog(options["log-json"], reactor) if options["log-json"] else None,
     )
     for service in access.services:
         service.setServiceParent(server)

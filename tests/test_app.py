@@ -6,6 +6,7 @@ server over in-memory transports.
 from __future__ import annotations
 
 import json
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
 from twisted.web.server import Site
 
-from sse_twisted.app import Settings, SSEApp
+from sse_twisted.app import Settings, SSEApp, package_version
 from sse_twisted.hub import Hub
+from sse_twisted.log import MemoryLog
 from sse_twisted.testing import parse
 
 STATIC = FilePath(str(Path(__file__).parent.parent / "static"))
@@ -24,7 +26,7 @@ CHANGED = '{"message": "Something changed"}'
 
 
 def make_client(**settings: object) -> tuple[Client, Hub]:
-    hub = Hub(Clock(), instance="t")
+    hub = Hub(Clock(), MemoryLog(instance="t"))
     settings = {"static": STATIC, **settings}
     app = SSEApp(hub, Settings(**settings))  # type: ignore[arg-type]
     return Client(app.site()), hub
@@ -121,7 +123,7 @@ def test_klein_routes_alone_serve_streams_too() -> None:
     The site takes C{GET /sse} past Klein for speed, but the Klein routes
     on their own (to embed them in another site) serve streams the same.
     """
-    hub = Hub(Clock(), instance="t")
+    hub = Hub(Clock(), MemoryLog(instance="t"))
     client = Client(Site(SSEApp(hub, Settings(static=STATIC)).app.resource()))
     stream = client.open("GET", "/sse?topic=a")
     hub.publish("to a", topic="a")
@@ -534,12 +536,29 @@ def test_cors_any_origin_without_credentials() -> None:
 
 
 def test_health(hub_client: tuple[Client, Hub]) -> None:
+    """
+    C{/health} tells the open streams, the last event id, the seconds since
+    the server started (by the reactor's clock) and ssedemo's version.
+    """
     client, hub = hub_client
     client.open("GET", "/sse")
     hub.publish("x")
+    clock = hub.clock
+    assert isinstance(clock, Clock)
+    clock.advance(12.25)
     response = client.request("GET", "/health")
     assert json.loads(response.body) == {
         "status": "ok",
         "streams": 1,
         "lastEventId": "t-1",
+        "uptime": 12.25,
+        "version": metadata.version("ssedemo"),
     }
+
+
+def test_version_of_a_package_never_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_installed(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    assert package_version() == "unknown"

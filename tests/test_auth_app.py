@@ -20,6 +20,7 @@ from sse_twisted.app import Settings, SSEApp
 from sse_twisted.auth import PublicTopics
 from sse_twisted.hub import Hub
 from sse_twisted.jwt_gate import JWTGate, Verifier, load_key
+from sse_twisted.log import MemoryLog
 from sse_twisted.testing import parse
 
 NOW = 1_800_000_000
@@ -37,7 +38,7 @@ class Server:
     ) -> None:
         self.clock = Clock()
         self.clock.advance(NOW)
-        self.hub = Hub(self.clock, instance="t")
+        self.hub = Hub(self.clock, MemoryLog(instance="t"))
         verifier = Verifier(load_key(SECRET, "HS256"), "HS256", self.clock)
         settings.setdefault("gate", PublicTopics(public, JWTGate(verifier)))
         if settings["gate"] is None:

@@ -27,6 +27,7 @@ from sse_twisted.auth import FirstThen, Grant, PublicTopics
 from sse_twisted.forward_auth import ForwardAuthGate
 from sse_twisted.hub import Hub
 from sse_twisted.jwt_gate import JWTGate, Verifier, load_key
+from sse_twisted.log import MemoryLog
 from sse_twisted.testing import parse
 
 
@@ -87,7 +88,7 @@ class Setup:
     ) -> None:
         self.app = app
         self.clock = Clock()
-        self.hub = Hub(self.clock, instance="t")
+        self.hub = Hub(self.clock, MemoryLog(instance="t"))
         self.forward = ForwardAuthGate(
             f"http://127.0.0.1:{port.getHost().port}/auth",  # type: ignore[attr-defined]
             reactor,
