@@ -33,11 +33,12 @@ PAGE = """<!doctype html>
 <title>orders</title>
 <script>
 window.seen = [];
-const source = new EventSource("/sse?topic=orders");
-window.source = source;
+const source = new EventSource("/sse?topic=orders", {withCredentials: true});
 source.addEventListener("token-expiring", () => {
-  fetch("/refresh", {method: "POST", credentials: "same-origin"});
+  // Your backend answers with Set-Cookie: sse_token=<a fresh token>; Path=/
+  fetch("/refresh-sse-token", {method: "POST", credentials: "include"});
 });
+window.source = source;
 for (const type of ["open", "message", "token-expiring", "error"]) {
   source.addEventListener(type, (event) => window.seen.push({
     type, data: event.data ?? null, id: event.lastEventId ?? null,
@@ -105,12 +106,12 @@ def open_page(
 ) -> tuple[Page, list[int]]:
     """
     Open the page at C{url} with C{token} in its cookie, and C{refresh} as
-    its backend's C{/refresh}.
+    its backend's C{/refresh-sse-token}.
 
     @return: The page, and the statuses its streams get.
     """
     context.add_cookies([{"name": "sse_token", "value": token, "url": url}])
-    context.route("**/refresh", refresh)
+    context.route("**/refresh-sse-token", refresh)
     statuses: list[int] = []
     context.on(
         "response", lambda r: statuses.append(r.status) if "/sse" in r.url else None
