@@ -10,6 +10,7 @@ A token grants topics in its C{sse} claim::
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -195,7 +196,9 @@ def _claims(payload: dict[str, Any]) -> Claims:
     for name in ("exp", "nbf", "iat"):
         value = payload.get(name)
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float)
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
         ):
             raise _invalid(f"{name} must be a number of seconds since the epoch")
         times[name] = value

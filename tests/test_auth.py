@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import pytest
 from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
-from twisted.web.test.requesthelper import DummyRequest
+from twisted.web.test.requesthelper import DummyChannel, DummyRequest
 
 from sse_twisted.access_log import access_log_line, redact
 from sse_twisted.auth import (
@@ -24,7 +24,7 @@ from sse_twisted.auth import (
     covers,
 )
 from sse_twisted.expiry import warning_time
-from sse_twisted.web import refusal_error
+from sse_twisted.web import BodyLimitedRequest, refusal_error
 
 
 @pytest.mark.parametrize(
@@ -164,3 +164,15 @@ def test_warning_time(
     expires: float, issued: float | None, opened: float, due: float
 ) -> None:
     assert warning_time(expires, issued, opened) == due
+
+
+def test_request_repr_has_no_query_token() -> None:
+    """
+    Twisted puts a request's C{repr} in its error logs: a query token is
+    redacted there too.
+    """
+    request = BodyLimitedRequest(DummyChannel(), max_body=10)
+    request.method = b"GET"
+    request.uri = b"/sse?access_token=sekrit"
+    assert "sekrit" not in repr(request)
+    assert "access_token=[redacted]" in repr(request)

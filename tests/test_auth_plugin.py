@@ -50,8 +50,16 @@ def test_query_tokens_never_reach_the_log(secret: str) -> None:
     Tokens given as C{?access_token=} (good, bad, to C{/sse} and to
     C{/publish}) appear in no log line; the requests are logged redacted.
     """
+    json_log = Path(secret).with_name("log.json")
     server = TwistdServer(
-        args=["--jwt-key", secret, "--public-topic", "default"]
+        args=[
+            "--jwt-key",
+            secret,
+            "--public-topic",
+            "default",
+            "--log-json",
+            str(json_log),
+        ]
     ).start()
     good = grants(["news"], publish=["news"], exp=time.time() + 60)
     bad = "not.a-valid.token-" + "x" * 40
@@ -71,8 +79,10 @@ def test_query_tokens_never_reach_the_log(secret: str) -> None:
     assert status == 200, body
     status, _, _ = request(f"{server.url}/sse?topic=news")
     assert status == 401
-    log = stop_and_read(server)
-    assert "access_token=[redacted]" in log
+    text_log = stop_and_read(server)
+    log = text_log + json_log.read_text()
+    assert "access_token=[redacted]" in text_log
+    assert "access_token=[redacted]" in json_log.read_text()
     for secret_text in (good, bad, good.split(".")[2], bad[-40:]):
         assert secret_text not in log
 

@@ -317,3 +317,18 @@ def test_covering_jwt_needs_no_question(setup: Setup) -> Generator[Any, Any, Non
     assert asked.response().status == 200
     assert len(setup.app.seen) == 1
     assert len(setup.hub) == 2
+
+
+@pytest_twisted.inlineCallbacks
+def test_head_is_asked_about_as_get(setup: Setup) -> Generator[Any, Any, None]:
+    setup.app.code = 403
+    refused = setup.client.open("HEAD", "/sse?topic=orders")
+    yield setup.gate.decided()
+    assert refused.response().status == 403
+    setup.app.code = 200
+    allowed = setup.client.open("HEAD", "/sse?topic=orders")
+    yield setup.gate.decided()
+    response = allowed.response()
+    assert (response.status, response.complete) == (200, True)
+    assert response.header("content-type") == "text/event-stream; charset=utf-8"
+    assert len(setup.app.seen) == 2 and len(setup.hub) == 0

@@ -169,6 +169,8 @@ def test_garbage_is_refused(presented: str) -> None:
         ({"sse": {"publish": [1]}}, "sse.publish must be a list"),
         ({"exp": "tomorrow"}, "exp must be a number"),
         ({"iat": True}, "iat must be a number"),
+        ({"exp": float("nan")}, "exp must be a number"),
+        ({"nbf": float("-inf")}, "nbf must be a number"),
     ],
 )
 def test_malformed_claims_are_refused(claims: dict[str, Any], message: str) -> None:
