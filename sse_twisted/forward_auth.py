@@ -111,6 +111,8 @@ class ForwardAuthGate:
 
     def _decide(self, response: IResponse, topics: Sequence[str]) -> Grant:
         code = response.code
+        if not (200 <= code < 300 or code in _PASSED_ON):
+            raise _Unusable(f"status {code}")
         if self._failing:
             self._failing = False
             self.log.info("the auth service answers again")
@@ -126,14 +128,12 @@ class ForwardAuthGate:
                     f"not allowed to subscribe to {', '.join(refused)}",
                 )
             return OPEN
-        if code in _PASSED_ON:
-            challenge = response.headers.getRawHeaders("WWW-Authenticate")
-            raise Refusal(
-                _PASSED_ON[code],
-                "not allowed by the application",
-                challenge[0] if challenge else None,
-            )
-        raise _Unusable(f"status {code}")
+        challenge = response.headers.getRawHeaders("WWW-Authenticate")
+        raise Refusal(
+            _PASSED_ON[code],
+            "not allowed by the application",
+            challenge[0] if challenge else None,
+        )
 
     def _no_answer(self, failure: Failure) -> Failure:
         if failure.check(Refusal, CancelledError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
 from twisted.web.test.requesthelper import DummyChannel, DummyRequest
@@ -24,6 +25,7 @@ from sse_twisted.auth import (
     covers,
 )
 from sse_twisted.expiry import warning_time
+from sse_twisted.publish_auth import is_local
 from sse_twisted.web import BodyLimitedRequest, refusal_error
 
 
@@ -176,3 +178,22 @@ def test_request_repr_has_no_query_token() -> None:
     request.uri = b"/sse?access_token=sekrit"
     assert "sekrit" not in repr(request)
     assert "access_token=[redacted]" in repr(request)
+
+
+@pytest.mark.parametrize(
+    "address,local",
+    [
+        (IPv4Address("TCP", "127.0.0.1", 1), True),
+        (IPv4Address("TCP", "10.0.0.1", 1), False),
+        (IPv6Address("TCP", "::1", 1), True),
+        (IPv6Address("TCP", "fe80::1%eth0", 1), False),
+        (IPv6Address("TCP", "::ffff:127.0.0.1", 1), True),
+        (IPv6Address("TCP", "::ffff:192.0.2.1", 1), False),
+        (IPv4Address("TCP", "not-an-address", 1), False),
+        (UNIXAddress(b"/run/ssedemo.sock"), True),
+    ],
+)
+def test_local_clients(address: object, local: bool) -> None:
+    request = DummyRequest([])
+    request.client = address
+    assert is_local(request) is local

@@ -133,3 +133,18 @@ def test_warnings_at_start(tmp_path: Path) -> None:
     assert len(warnings) == 2
     assert "anyone who can reach this server may publish" in warnings[0]
     assert warnings[1].startswith("--jwt-key: ")
+
+
+def test_stopping_closes_the_auth_connections() -> None:
+    """
+    With C{--auth-url}, stopping the server closes the kept-alive
+    connections to the application.
+    """
+    reactor = MemoryReactorClock()
+    service = makeService(parse("--auth-url", "http://127.0.0.1:1/auth"), reactor)
+    closers = [c for c in service if type(c).__name__ == "_Closer"]  # type: ignore[attr-defined]
+    assert len(closers) == 1
+    service.startService()
+    stopped = service.stopService()
+    reactor.advance(1)
+    assert stopped.called

@@ -18,13 +18,14 @@ from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.auth import FirstThen, Grant, PublicTopics
-from sse_twisted.forward_auth import ForwardAuthGate
+from sse_twisted.forward_auth import MAX_BODY, ForwardAuthGate
 from sse_twisted.hub import Hub
 from sse_twisted.jwt_gate import JWTGate, Verifier, load_key
 from sse_twisted.log import MemoryLog
@@ -43,6 +44,7 @@ class Application(Resource):
         super().__init__()
         self.code: int | None = 200
         self.headers: dict[str, str] = {}
+        self.body = b"decided"
         self.seen: list[Request] = []
         self.arrived: defer.Deferred[Request] = defer.Deferred()
         self.left: defer.Deferred[Request] = defer.Deferred()
@@ -58,7 +60,7 @@ class Application(Resource):
         request.setResponseCode(self.code)
         for name, value in self.headers.items():
             request.setHeader(name, value)
-        return b"decided"
+        return self.body
 
 
 class Recording:
@@ -332,3 +334,33 @@ def test_head_is_asked_about_as_get(setup: Setup) -> Generator[Any, Any, None]:
     assert (response.status, response.complete) == (200, True)
     assert response.header("content-type") == "text/event-stream; charset=utf-8"
     assert len(setup.app.seen) == 2 and len(setup.hub) == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_long_answer_is_cut_off(setup: Setup) -> Generator[Any, Any, None]:
+    """
+    An answer with an overlong body is decided on its status; the body is
+    not read past L{MAX_BODY}.
+    """
+    setup.app.body = b"x" * (MAX_BODY * 4)
+    stream = setup.stream("/sse?topic=orders")
+    yield setup.gate.decided()
+    assert stream.response().status == 200
+    assert len(setup.hub) == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_failure_and_recovery_are_logged_once_each(
+    setup: Setup,
+) -> Generator[Any, Any, None]:
+    with capturedLogs() as events:
+        for code in (500, 502, 200, 200):
+            setup.app.code = code
+            setup.stream("/sse?topic=orders")
+            yield setup.gate.decided()
+    lines = [
+        formatEvent(e) for e in events if e["log_namespace"].endswith("ForwardAuthGate")
+    ]
+    assert len(lines) == 2
+    assert lines[0].startswith("the auth service gave no usable answer (status 500)")
+    assert lines[1] == "the auth service answers again"
