@@ -178,6 +178,11 @@ def test_malformed_claims_are_refused(claims: dict[str, Any], message: str) -> N
     assert refused(check, token(claims)).startswith(message)
 
 
+def test_overlong_token_is_not_parsed() -> None:
+    check, _ = verifier()
+    assert refused(check, "e30." * 5000) == "the token is too long"
+
+
 def test_remembered_tokens_are_bounded() -> None:
     """
     No more than L{CACHE_SIZE} verified tokens are remembered: the oldest
