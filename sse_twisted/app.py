@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from klein import Klein
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
@@ -182,9 +182,22 @@ class SSEApp:
         except Refusal as refusal:
             self._refuse(request, refusal)
             return
-        if not isinstance(decision, Deferred):
+        if isinstance(decision, Deferred):
+            self._open_when_decided(request, topics, last_event_id, decision)
+        else:
             self._open(request, topics, last_event_id, decision)
-            return
+
+    def _open_when_decided(
+        self,
+        request: Request,
+        topics: list[str],
+        last_event_id: str | None,
+        decision: Deferred[Grant],
+    ) -> None:
+        """
+        Open the stream, or refuse it, once the gate has decided; if the
+        client leaves first, withdraw the question and forget the client.
+        """
         gone = False
 
         def left(_: object) -> None:
@@ -197,10 +210,13 @@ class SSEApp:
                 self._open(request, topics, last_event_id, grant)
 
         def refused(failure: Failure) -> None:
-            failure.trap(Refusal, CancelledError)
-            if not gone:
-                assert isinstance(failure.value, Refusal)
-                self._refuse(request, failure.value)
+            if gone:
+                return
+            refusal = failure.value
+            if not isinstance(refusal, Refusal):
+                self.log.failure("authorization failed", failure)
+                refusal = Refusal(Denial.UNAVAILABLE, "authorization failed")
+            self._refuse(request, refusal)
 
         request.notifyFinish().addErrback(left)
         decision.addCallbacks(allowed, refused)

@@ -92,8 +92,9 @@ KEEP_OPEN = _KeepOpen()
 class StreamFirst(Resource):
     """
     The root resource: C{GET /sse}, the one request that every client makes
-    and keeps, goes straight to a function that opens the stream;
-    everything else to the Klein routes. Klein's routing costs about as much
+    and keeps, goes straight to a function that opens the stream (and so
+    does C{HEAD /sse}, authorized the same way); everything else to the
+    Klein routes. Klein's routing costs about as much
     CPU as the rest of opening a stream.
     """
 

@@ -13,11 +13,13 @@ import pytest
 from memory_http import Client, Connection
 from test_app import JSON, STATIC
 from tokens import SECRET, grants
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.web.server import Site
 
 from sse_twisted.app import Settings, SSEApp
-from sse_twisted.auth import PublicTopics
+from sse_twisted.auth import Grant, PublicTopics
 from sse_twisted.hub import Hub
 from sse_twisted.jwt_gate import JWTGate, Verifier, load_key
 from sse_twisted.log import MemoryLog
@@ -301,3 +303,30 @@ def test_publishing_is_for_local_clients_by_default() -> None:
     assert server.client.request("POST", "/api", body=b"{}", headers=JSON).status == 200
     opened = Server(peer="10.1.2.3", gate=None, verifier=None, publish_open=True)
     assert opened.publish({"data": "x"})[0] == 200
+
+
+class Broken:
+    """
+    A gate whose answer fails with a bug, not a refusal.
+    """
+
+    def authorize(self, request: object, topics: object) -> Deferred[Grant]:
+        return fail(RuntimeError("a bug"))
+
+
+def test_a_gate_that_breaks_lets_no_one_in() -> None:
+    """
+    A gate that fails unexpectedly is logged, and the client is told to
+    come back later, not let in.
+    """
+    with capturedLogs() as logged:
+        server = Server(gate=Broken(), retry=1000)
+        stream = server.stream("/sse?topic=news")
+    response = stream.response()
+    assert (response.status, response.complete) == (200, True)
+    parsed = parse(response.body)
+    assert parsed.events == [] and 1000 <= (parsed.retry or 0) <= 2000
+    assert len(server.hub) == 0
+    assert [e["log_format"] for e in logged if "log_failure" in e] == [
+        "authorization failed"
+    ]
