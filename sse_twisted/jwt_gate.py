@@ -134,8 +134,14 @@ class Verifier:
         self._issuer = issuer
         self._cache: dict[str, Claims] = {}
         # exp, nbf and iat are checked here, on the reactor's clock.
+        # aud is checked only when an audience is configured.
         self._jwt = jwt.PyJWT(
-            {"verify_exp": False, "verify_nbf": False, "verify_iat": False}
+            {
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "verify_aud": audience is not None,
+            }
         )
         # A short secret is reported once, at start (see tap).
         warnings.filterwarnings("ignore", category=jwt.InsecureKeyLengthWarning)

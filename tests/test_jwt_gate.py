@@ -146,6 +146,13 @@ def test_wrong_audience_or_issuer_is_refused(
     assert message in refused(check, grants(["news"], **claims))
 
 
+def test_audience_and_issuer_are_free_unless_configured() -> None:
+    check, _ = verifier()
+    assert check.verify(grants(["news"], aud="any", iss="anyone")).subscribe == (
+        "news",
+    )
+
+
 @pytest.mark.parametrize(
     "presented",
     [
