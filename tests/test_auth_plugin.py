@@ -6,10 +6,13 @@ for an open publish API.
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +94,70 @@ def test_publish_open_is_warned_about() -> None:
     server = TwistdServer(args=["--publish-open"]).start()
     log = stop_and_read(server)
     assert "--publish-open: anyone who can reach this server may publish" in log
+
+
+class _AuthApp(http.server.BaseHTTPRequestHandler):
+    """
+    The application's auth endpoint: allows C{orders}, hangs on C{slow}.
+    """
+
+    seen: list[dict[str, str]] = []
+    release = threading.Event()
+
+    def do_GET(self) -> None:
+        self.seen.append(dict(self.headers))
+        if self.headers["X-SSE-Topics"] == "slow":
+            self.release.wait(DEADLINE)  # until the test is over
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.send_header("X-SSE-Topics", "orders")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def auth_app() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AuthApp)
+    server.daemon_threads = True
+    _AuthApp.seen = []
+    _AuthApp.release.clear()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/auth"
+    _AuthApp.release.set()
+    server.shutdown()
+    server.server_close()
+    thread.join(DEADLINE)
+
+
+def test_forward_auth_in_twistd(auth_app: str) -> None:
+    """
+    A real twistd asks the application, passes on its limits, and tells
+    the client to come back later when it does not answer in time.
+    """
+    server = TwistdServer(
+        args=["--auth-url", auth_app, "--auth-timeout", "0.5", "--retry", "1000"]
+    ).start()
+    try:
+        status, headers, body = request(
+            f"{server.url}/sse?topic=orders",
+            Cookie="session=1",
+            **{"X-Forwarded-For": "6.6.6.6"},
+        )
+        assert status == 200 and b"Gotcha" in body
+        asked = _AuthApp.seen[0]
+        assert (asked["Cookie"], asked["X-Forwarded-For"]) == ("session=1", "127.0.0.1")
+        status, _, body = request(f"{server.url}/sse?topic=orders&topic=other")
+        assert status == 403
+        started = time.monotonic()
+        status, headers, body = request(f"{server.url}/sse?topic=slow")
+        assert time.monotonic() - started < DEADLINE / 2
+        assert status == 200
+        assert headers["Content-Type"] == "text/event-stream; charset=utf-8"
+        retry = int(body.decode().removeprefix("retry: ").strip())
+        assert 1000 <= retry <= 2000
+    finally:
+        server.stop()
