@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -28,6 +28,11 @@ from sse_twisted.auth import OPEN, Denial, Grant, Refusal, covers
 TOPICS_HEADER = "X-SSE-Topics"
 DEFAULT_TIMEOUT = 5.0
 """Seconds to wait for the application's answer."""
+
+CONCURRENCY = 32
+"""How many questions may be asked at once; the others wait their turn (and
+count that wait in their timeout), so that a crowd of clients reconnecting
+at once does not become a crowd of connections to the application."""
 
 MAX_BODY = 64 * 1024
 """The most of the application's answer read; a longer one is cut off."""
@@ -62,7 +67,7 @@ class _Discard(Protocol):
 class ForwardAuthGate:
     """
     Asks the application at one URL, through a pool of kept-alive
-    connections.
+    connections, at most L{CONCURRENCY} questions at a time.
     """
 
     log = Logger()
@@ -73,16 +78,19 @@ class ForwardAuthGate:
         reactor: Any,
         timeout: float = DEFAULT_TIMEOUT,
         clock: IReactorTime | None = None,
+        concurrency: int = CONCURRENCY,
     ) -> None:
         """
         @param url: The application's C{http://} or C{https://} URL.
         @param reactor: Connects to it.
         @param timeout: Seconds to wait for its whole answer.
         @param clock: Times the wait; the reactor by default.
+        @param concurrency: How many questions may be asked at once.
         """
         self._url = url.encode("utf-8")
         self._pool = HTTPConnectionPool(reactor)
-        self._pool.maxPersistentPerHost = 32
+        self._pool.maxPersistentPerHost = concurrency
+        self._turns = DeferredSemaphore(concurrency)
         self._agent = Agent(reactor, connectTimeout=timeout, pool=self._pool)
         self._timeout = timeout
         self._clock: IReactorTime = clock if clock is not None else reactor
@@ -98,11 +106,14 @@ class ForwardAuthGate:
                 headers.setRawHeaders(name, values)
         headers.setRawHeaders("X-Forwarded-For", [_client_host(request)])
         headers.setRawHeaders(TOPICS_HEADER, [",".join(topics)])
-        asked: Deferred[Any] = self._agent.request(b"GET", self._url, headers)
-        asked.addCallback(self._read, topics)
+        asked: Deferred[Grant] = self._turns.run(self._ask, headers, topics)
         asked.addTimeout(self._timeout, self._clock)
         asked.addErrback(self._no_answer)
         return asked
+
+    def _ask(self, headers: Headers, topics: Sequence[str]) -> Deferred[Grant]:
+        asked: Deferred[Any] = self._agent.request(b"GET", self._url, headers)
+        return asked.addCallback(self._read, topics)
 
     def _read(self, response: IResponse, topics: Sequence[str]) -> Deferred[Grant]:
         body = _Discard()

@@ -50,12 +50,16 @@ class Application(Resource):
         self.left: defer.Deferred[Request] = defer.Deferred()
         self.connections = 0
 
+    def _leave(self, request: Request) -> None:
+        self.left, left = defer.Deferred(), self.left
+        left.callback(request)
+
     def render(self, request: Request) -> bytes | int:
         self.seen.append(request)
         self.arrived, arrived = defer.Deferred(), self.arrived
         arrived.callback(request)
         if self.code is None:
-            request.notifyFinish().addErrback(lambda _: self.left.callback(request))
+            request.notifyFinish().addErrback(lambda _: self._leave(request))
             return NOT_DONE_YET
         request.setResponseCode(self.code)
         for name, value in self.headers.items():
@@ -86,7 +90,13 @@ class Recording:
 
 class Setup:
     def __init__(
-        self, reactor: Any, port: IListeningPort, app: Application, jwt: bool, peer: str
+        self,
+        reactor: Any,
+        port: IListeningPort,
+        app: Application,
+        jwt: bool,
+        peer: str,
+        concurrency: int,
     ) -> None:
         self.app = app
         self.clock = Clock()
@@ -96,6 +106,7 @@ class Setup:
             reactor,
             timeout=5,
             clock=self.clock,
+            concurrency=concurrency,
         )
         gate: Any = self.forward
         if jwt:
@@ -130,7 +141,12 @@ def setup(reactor: Any, request: pytest.FixtureRequest) -> Generator[Any, None, 
     )
     options = getattr(request, "param", {})
     made = Setup(
-        reactor, port, app, options.get("jwt", False), options.get("peer", "192.0.2.7")
+        reactor,
+        port,
+        app,
+        options.get("jwt", False),
+        options.get("peer", "192.0.2.7"),
+        options.get("concurrency", 32),
     )
     yield made
     pytest_twisted.blockon(made.forward.close())
@@ -364,3 +380,30 @@ def test_failure_and_recovery_are_logged_once_each(
     assert len(lines) == 2
     assert lines[0].startswith("the auth service gave no usable answer (status 500)")
     assert lines[1] == "the auth service answers again"
+
+
+@pytest.mark.parametrize("setup", [{"concurrency": 2}], indirect=True)
+@pytest_twisted.inlineCallbacks
+def test_questions_wait_their_turn(setup: Setup) -> Generator[Any, Any, None]:
+    """
+    No more questions than the limit are asked at once; the others wait,
+    and the wait counts in their timeout.
+    """
+    setup.app.code = None
+    first = setup.stream("/sse?topic=orders")
+    yield setup.app.arrived
+    second = setup.stream("/sse?topic=orders")
+    yield setup.app.arrived
+    setup.clock.advance(1)
+    third = setup.stream("/sse?topic=orders")
+    assert (setup.forward._turns.tokens, len(setup.forward._turns.waiting)) == (0, 1)
+    assert len(setup.app.seen) == 2
+    arrived = setup.app.arrived
+    setup.clock.advance(4)
+    for stream in (first, second):
+        assert_come_back_later(stream)
+    yield arrived
+    assert len(setup.app.seen) == 3
+    setup.clock.advance(1)
+    assert_come_back_later(third)
+    assert len(setup.hub) == 0
