@@ -51,7 +51,15 @@ PEER_PACKAGES = (
 )
 # What the versions section names for the peers (starlette comes along).
 PEER_VERSIONS = ("sse-starlette", "starlette", *PEER_PACKAGES[1:])
-SERVERS = ("ssedemo", "starlette", "aiohttp", "node", "ssedemo-hs256", "ssedemo-es256")
+SERVERS = (
+    "ssedemo",
+    "ssedemo-metrics",
+    "starlette",
+    "aiohttp",
+    "node",
+    "ssedemo-hs256",
+    "ssedemo-es256",
+)
 PYTHON_PEERS = frozenset({"starlette", "aiohttp"})
 
 START_DEADLINE = 30.0  # seconds for a server to listen
@@ -148,6 +156,9 @@ def server_command(name: str, port: int) -> list[str]:
         if name in JWT_SERVERS:
             command += ["--jwt-key", JWT_KEY, "--jwt-algorithm", JWT_SERVERS[name]]
         return command
+    if name == "ssedemo-metrics":  # the same, with Prometheus metrics served
+        metrics = f"tcp:{free_port()}:interface=127.0.0.1"
+        return [*server_command("ssedemo", port), "--metrics", metrics]
     if name in PYTHON_PEERS:
         return [str(peer_python()), str(PEERS / f"{name}_peer.py"), str(port)]
     if name == "node":

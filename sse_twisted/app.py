@@ -6,7 +6,6 @@ demo's C{/api} and the C{/publish} API.
 from __future__ import annotations
 
 import json
-import random
 import re
 from dataclasses import dataclass
 from functools import partial
@@ -26,10 +25,17 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from sse_twisted.access_log import access_log_line
 from sse_twisted.auth import OPEN_GATE, Denial, Gate, Grant, Refusal
-from sse_twisted.event import InvalidEventField, encode_event, encode_retry
+from sse_twisted.event import (
+    InvalidEventField,
+    encode_event,
+    encode_jittered_retry,
+    encode_retry,
+)
 from sse_twisted.expiry import Expiries
 from sse_twisted.hub import DEFAULT_TOPIC, Hub
 from sse_twisted.jwt_gate import Verifier
+from sse_twisted.observer import Observer
+from sse_twisted.overload import ClientLimit
 from sse_twisted.publish_auth import PublishGuard
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG, EventStream
 from sse_twisted.web import (
@@ -40,6 +46,7 @@ from sse_twisted.web import (
     BodyLimitedRequest,
     ErrorResource,
     RequestError,
+    SelectiveLogSite,
     StaticFiles,
     StreamFirst,
     decode_utf8,
@@ -100,9 +107,25 @@ class SSEApp:
     app = Klein()
     log = Logger()
 
-    def __init__(self, hub: Hub, settings: Settings) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        settings: Settings,
+        *,
+        limit: ClientLimit | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        """
+        @param hub: Where streams subscribe and events are published.
+        @param settings: How the routes behave.
+        @param limit: Turns streams away when too many are open; by default
+            there is no limit.
+        @param observer: Told of streams dropped for slow clients.
+        """
         self.hub = hub
         self.settings = settings
+        self._limit = limit
+        self._dropped = None if observer is None else observer.dropped_slow
         self._started = hub.clock.seconds()
         self._version = package_version()
         self._opening = encode_retry(settings.retry) + encode_event(GREETING)
@@ -115,7 +138,7 @@ class SSEApp:
         """
         @return: The web site serving these routes.
         """
-        site = Site(
+        site = SelectiveLogSite(
             StreamFirst(self.open_stream, self.app.resource()),
             requestFactory=partial(BodyLimitedRequest, max_body=self.settings.max_body),
             logFormatter=access_log_line,
@@ -170,13 +193,23 @@ class SSEApp:
         Check the request for a stream and ask the gate; once it allows,
         set the headers and, for C{GET}, open the stream and subscribe it.
         A refusal, or a C{HEAD}, finishes the response. The gate may take
-        its time: a client that leaves meanwhile is forgotten.
+        its time: a client that leaves meanwhile is forgotten. When the
+        limit of open streams is reached, a C{GET} is turned away before
+        the gate is asked.
 
         @raise RequestError: If the request asks for bad topics.
         """
         self._allow_cors(request)
         topics = self._topics(request)
         last_event_id = _last_event_id(request)
+        if (
+            request.method == b"GET"
+            and self._limit is not None
+            and not self._limit.admits()
+        ):
+            self._stream_headers(request)
+            self._limit.refuse(request)
+            return
         try:
             decision = self.settings.gate.authorize(request, topics)
         except Refusal as refusal:
@@ -232,7 +265,9 @@ class SSEApp:
         if request.method == b"HEAD":
             request.finish()
             return
-        stream = EventStream(request, self._ended, self.settings.max_backlog)
+        stream = EventStream(
+            request, self._ended, self.settings.max_backlog, self._dropped
+        )
         stream.start(self._opening)
         self.hub.subscribe(stream, topics, last_event_id)
         self._expiries.add(stream, grant)
@@ -250,8 +285,7 @@ class SSEApp:
         """
         if refusal.denial is Denial.UNAVAILABLE:
             self._stream_headers(request)
-            retry = int(self.settings.retry * (1 + random.random()))
-            body = encode_retry(retry)
+            body = encode_jittered_retry(self.settings.retry)
         else:
             body = refusal_error(refusal).render(request)
         request.setHeader("Content-Length", str(len(body)))

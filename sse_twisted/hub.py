@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -21,6 +22,7 @@ from twisted.logger import Logger
 
 from sse_twisted.event import encode_comment, encode_event
 from sse_twisted.log import EventLog, MemoryLog, Record
+from sse_twisted.observer import Observer
 
 DEFAULT_TOPIC = "default"
 """The topic of streams that name none, and of the demo's messages."""
@@ -76,13 +78,21 @@ class Hub:
 
     log = Logger()
 
-    def __init__(self, clock: IReactorTime, events: EventLog | None = None) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        events: EventLog | None = None,
+        observer: Observer | None = None,
+    ) -> None:
         """
         @param clock: The source of time, for keep-alive bookkeeping.
         @param events: The event log that gives published events their ids
             and replays them; by default a L{MemoryLog} of its own.
+        @param observer: Told of opened streams, publishes, fan-outs and
+            resumes, such as L{sse_twisted.metrics.Metrics}; by default none.
         """
         self._clock = clock
+        self._observer = observer
         self._events: EventLog = MemoryLog() if events is None else events
         self._subscribers: dict[str, set[EventSink]] = {}
         self._subscriptions: dict[EventSink, _Subscription] = {}
@@ -170,6 +180,8 @@ class Hub:
             encoded; nothing is published then.
         """
         record = self._events.append(data, event, topic)
+        if self._observer is not None:
+            self._observer.published()
         return Receipt(record.id, self.deliver(record))
 
     def deliver(self, record: Record) -> int:
@@ -246,6 +258,8 @@ class Hub:
 
     def _log_streams(self) -> None:
         self._report = None
+        if self._observer is not None and self._opened:
+            self._observer.streams_opened(self._opened)
         self.log.info(
             "streams opened: {opened}, closed: {closed}; {count} open",
             opened=self._opened,
@@ -258,6 +272,8 @@ class Hub:
         subscribers = self._subscribers.get(topic)
         if not subscribers:
             return 0
+        observer = self._observer
+        started = perf_counter() if observer is not None else 0.0
         sinks = tuple(subscribers)
         self._last_delivery[topic] = self._clock.seconds()
         failed = []
@@ -269,12 +285,18 @@ class Hub:
                 failed.append(sink)
         for sink in failed:
             self.unsubscribe(sink)
-        return len(sinks) - len(failed)
+        delivered = len(sinks) - len(failed)
+        if observer is not None:
+            observer.fanned_out(delivered, perf_counter() - started)
+        return delivered
 
     def _replay(
         self, sink: EventSink, last_event_id: str, topics: tuple[str, ...]
     ) -> None:
-        if self._events.replay(last_event_id, frozenset(topics), sink.write):
+        replayed = self._events.replay(last_event_id, frozenset(topics), sink.write)
+        if self._observer is not None:
+            self._observer.resumed(replayed)
+        if replayed:
             return
         self.log.info(
             "cannot resume after {id}: sending {event}",
