@@ -29,6 +29,7 @@ from sse_twisted.forward_auth import MAX_BODY, ForwardAuthGate
 from sse_twisted.hub import Hub
 from sse_twisted.jwt_gate import JWTGate, Verifier, load_key
 from sse_twisted.log import MemoryLog
+from sse_twisted.overload import ClientLimit
 from sse_twisted.testing import parse
 
 
@@ -407,3 +408,23 @@ def test_questions_wait_their_turn(setup: Setup) -> Generator[Any, Any, None]:
     setup.clock.advance(1)
     assert_come_back_later(third)
     assert len(setup.hub) == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_full_server_asks_nobody(setup: Setup) -> Generator[Any, Any, None]:
+    """
+    Over C{--max-clients}, a stream is turned away before the application
+    is asked.
+    """
+    limit = ClientLimit(setup.hub.__len__, 1, clock=setup.clock, retry=1000)
+    site = SSEApp(
+        setup.hub, Settings(static=STATIC, retry=1000, gate=setup.gate), limit=limit
+    ).site()
+    client = Client(site)
+    first = client.open("GET", "/sse?topic=orders")
+    yield setup.gate.decided()
+    assert first.response().status == 200
+    turned_away = client.open("GET", "/sse?topic=orders")
+    assert_come_back_later(turned_away)
+    assert len(setup.app.seen) == 1
+    assert len(setup.gate.pending) == 1
