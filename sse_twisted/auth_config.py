@@ -36,7 +36,7 @@ PARAMETERS: list[list[Any]] = [
         None,
         "File with the key that verifies JWTs: the shared secret (HS*; the"
         " file's text without its trailing newline) or a PEM public key"
-        " (RS*, PS*, ES*, EdDSA). Turns JWT authorization on.",
+        " or certificate (RS*, PS*, ES*, EdDSA). Turns JWT authorization on.",
     ],
     [
         "jwt-algorithm",

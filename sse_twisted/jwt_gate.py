@@ -18,6 +18,7 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from cryptography.x509 import load_pem_x509_certificate
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
@@ -77,7 +78,8 @@ def load_key(text: bytes, algorithm: str) -> Any:
     Read the verification key for C{algorithm}.
 
     @param text: The contents of the key file: the shared secret for
-        C{HS*} (without its trailing newline), a PEM public key otherwise.
+        C{HS*} (without its trailing newline), a PEM public key (or
+        certificate) otherwise.
     @param algorithm: One of L{ALGORITHMS}.
     @return: The key, ready for verifying.
     @raise BadKey: If C{text} is no such key.
@@ -90,7 +92,11 @@ def load_key(text: bytes, algorithm: str) -> Any:
             raise BadKey(str(e)) from None
         return secret
     try:
-        key = load_pem_public_key(text)
+        key: Any
+        if b"-----BEGIN CERTIFICATE-----" in text:
+            key = load_pem_x509_certificate(text).public_key()
+        else:
+            key = load_pem_public_key(text)
         return jwt.get_algorithm_by_name(algorithm).prepare_key(key)
     except (ValueError, TypeError, jwt.InvalidKeyError) as e:
         raise BadKey(

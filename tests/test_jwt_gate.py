@@ -5,10 +5,14 @@ algorithm, on the reactor's clock.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
-from tokens import SECRET, grants, hand_made, public_pem, token
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+from tokens import SECRET, grants, hand_made, private_key, public_pem, token
 from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
@@ -203,6 +207,28 @@ def test_remembered_tokens_are_bounded() -> None:
     assert len(check._cache) == CACHE_SIZE
     assert first not in check._cache
     assert check.verify(first).subscribe == ("t0",)
+
+
+def test_key_may_be_a_certificate() -> None:
+    """
+    A PEM certificate's public key verifies tokens too.
+    """
+    private = private_key("ES256")
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "issuer")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(private, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
+    check = Verifier(load_key(pem, "ES256"), "ES256", Clock())
+    assert check.verify(token(SSE, "ES256")).subscribe == ("news",)
 
 
 def test_bad_keys_are_refused() -> None:
