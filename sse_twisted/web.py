@@ -237,7 +237,7 @@ def error_body(request: IRequest, code: int, message: str) -> bytes:
 CHALLENGE = 'Bearer realm="ssedemo"'
 """The C{WWW-Authenticate} challenge of a request that lacks a token."""
 
-_INVALID_TOKEN = CHALLENGE + ', error="invalid_token"'
+_INVALID_TOKEN = 'Bearer error="invalid_token"'
 
 
 def refusal_error(refusal: Refusal) -> RequestError:

@@ -104,7 +104,7 @@ def test_first_then_asks_the_second_only_on_refusal() -> None:
     "denial,code,challenge",
     [
         (Denial.MISSING, 401, 'Bearer realm="ssedemo"'),
-        (Denial.INVALID, 401, 'Bearer realm="ssedemo", error="invalid_token"'),
+        (Denial.INVALID, 401, 'Bearer error="invalid_token"'),
         (Denial.FORBIDDEN, 403, None),
         (Denial.UNAVAILABLE, 503, None),
     ],

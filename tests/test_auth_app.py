@@ -27,7 +27,7 @@ from sse_twisted.testing import parse
 
 NOW = 1_800_000_000
 GOTCHA = '{"message": "Gotcha"}'
-INVALID = 'Bearer realm="ssedemo", error="invalid_token"'
+INVALID = 'Bearer error="invalid_token"'
 
 
 class Server:
