@@ -32,6 +32,7 @@ from sse_twisted.event import (
     encode_retry,
 )
 from sse_twisted.expiry import Expiries
+from sse_twisted.http2 import StreamingSite
 from sse_twisted.hub import DEFAULT_TOPIC, Hub
 from sse_twisted.jwt_gate import Verifier
 from sse_twisted.observer import Observer
@@ -99,6 +100,13 @@ class Settings:
     publish_open: bool = False
 
 
+class _Site(SelectiveLogSite, StreamingSite):
+    """
+    The site: its HTTP/2 connections keep event streams (L{StreamingSite}),
+    and its access log leaves out refused streams (L{SelectiveLogSite}).
+    """
+
+
 class SSEApp:
     """
     The routes, bound to one L{Hub} and one L{Settings}.
@@ -138,7 +146,7 @@ class SSEApp:
         """
         @return: The web site serving these routes.
         """
-        site = SelectiveLogSite(
+        site = _Site(
             StreamFirst(self.open_stream, self.app.resource()),
             requestFactory=partial(BodyLimitedRequest, max_body=self.settings.max_body),
             logFormatter=access_log_line,
