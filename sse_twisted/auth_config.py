@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -124,20 +123,8 @@ def check(options: MutableMapping[str, Any]) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise usage.UsageError("--auth-url must be an http:// or https:// URL")
-        if parts.scheme == "https" and not tls_available():
-            raise usage.UsageError(
-                "--auth-url: https needs Twisted's TLS support:"
-                " pip install 'twisted[tls]'"
-            )
     if not 0 < options["auth-timeout"] <= 3600:
         raise usage.UsageError("--auth-timeout must be between 0 and 3600 seconds")
-
-
-def tls_available() -> bool:
-    """
-    @return: Whether Twisted can make verified TLS connections here.
-    """
-    return all(find_spec(name) for name in ("OpenSSL", "service_identity"))
 
 
 @dataclass
