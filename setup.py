@@ -36,6 +36,7 @@ setup(
         "twisted[tls,http2]>=24.7",
         "klein>=24.8",
         "prometheus_client>=0.20",
+        "pyjwt[crypto]>=2.8",
     ],
     extras_require={
         "test": [

@@ -63,6 +63,8 @@ SERVERS = (
     "starlette",
     "aiohttp",
     "node",
+    "ssedemo-hs256",
+    "ssedemo-es256",
 )
 PYTHON_PEERS = frozenset({"starlette", "aiohttp"})
 
@@ -154,10 +156,12 @@ def server_command(name: str, port: int) -> list[str]:
     """
     @return: The command that runs server C{name} on 127.0.0.1:C{port}.
     """
-    if name in ("ssedemo", "ssedemo-python"):
+    if name in ("ssedemo", "ssedemo-python") or name in JWT_SERVERS:
         twistd = str(Path(sys.executable).with_name("twistd"))
         where = f"tcp:{port}:interface=127.0.0.1"
         command = [twistd, "-n", "ssedemo", "--port", where, "--heartbeat", "0"]
+        if name in JWT_SERVERS:
+            command += ["--jwt-key", JWT_KEY, "--jwt-algorithm", JWT_SERVERS[name]]
         if name == "ssedemo-python":  # env execs twistd: the same process
             command = ["env", "SSEDEMO_PURE_PYTHON=1", *command]
         return command
@@ -171,6 +175,43 @@ def server_command(name: str, port: int) -> list[str]:
     if name == "node":
         return ["node", str(PEERS / "node_peer.js"), str(port)]
     raise ValueError(name)
+
+
+# ssedemo with JWT authorization: every stream presents a token for the
+# default topic in its query, as EventSource does across origins.
+JWT_SERVERS = {"ssedemo-hs256": "HS256", "ssedemo-es256": "ES256"}
+JWT_KEY = "jwt.key"  # in the server's working directory
+
+
+def stream_path(name: str, workdir: Path) -> str:
+    """
+    For a JWT variant, write a fresh key into C{workdir} (where the server
+    runs) and sign a token that lets streams read the default topic.
+
+    @return: The path the loadgen's streams ask for.
+    """
+    algorithm = JWT_SERVERS.get(name)
+    if algorithm is None:
+        return "/sse"
+    # Imported here: only the JWT variants need the project's virtualenv.
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    signing: Any
+    if algorithm == "HS256":
+        signing = os.urandom(32).hex()
+        (workdir / JWT_KEY).write_text(signing + "\n")
+    else:
+        signing = ec.generate_private_key(ec.SECP256R1())
+        (workdir / JWT_KEY).write_bytes(
+            signing.public_key().public_bytes(
+                serialization.Encoding.PEM,
+                serialization.PublicFormat.SubjectPublicKeyInfo,
+            )
+        )
+    claims = {"sse": {"subscribe": ["default"]}, "exp": int(time.time()) + 3600}
+    return "/sse?access_token=" + jwt.encode(claims, signing, algorithm=algorithm)
 
 
 def free_port() -> int:
@@ -403,10 +444,12 @@ def run_loadgen(
     options: argparse.Namespace,
     workdir: Path,
     on_phase: Callable[[str], None],
+    path: str = "/sse",
 ) -> dict[str, Any]:
     """
     Run the loadgen against C{port}, calling C{on_phase("ready")} when its
-    streams are open and C{on_phase("done")} when its rounds are over.
+    streams are open and C{on_phase("done")} when its rounds are over; its
+    streams ask for C{path}.
 
     @return: Its JSON report.
     """
@@ -414,6 +457,7 @@ def run_loadgen(
     command += ["--clients", str(options.clients), "--rounds", str(options.rounds)]
     command += ["--connect-timeout", str(CONNECT_TIMEOUT)]
     command += ["--round-timeout", str(ROUND_TIMEOUT)]
+    command += ["--path", path]
     rounds_limit = options.rounds * (ROUND_TIMEOUT + 1) + SLACK
     return drive_loadgen(
         command,
@@ -471,6 +515,7 @@ def run_once(name: str, options: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         workdir = Path(tmp)
         try:
+            path = stream_path(name, workdir)
             with running(name, workdir) as (port, pid):
                 time.sleep(SETTLE)
                 samples = {"start": sample(pid)}
@@ -478,7 +523,7 @@ def run_once(name: str, options: argparse.Namespace) -> dict[str, Any]:
                 def on_phase(phase: str) -> None:
                     samples[phase] = sample(pid)
 
-                report = run_loadgen(port, options, workdir, on_phase)
+                report = run_loadgen(port, options, workdir, on_phase, path)
             record["loadgen"] = report
             record["samples"] = samples
             record.update(server_figures(report, samples))

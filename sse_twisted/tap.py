@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
+from sse_twisted import auth_config
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import Hub
@@ -86,7 +87,13 @@ class Options(usage.Options):
         " /sse, the demo's POST /api and the POST /publish API."
     )
     optFlags = [
-        ["protect-api", None, "Require the publish token on POST /api too."],
+        [
+            "protect-api",
+            None,
+            "Require the publish token (or a JWT that may publish to default)"
+            " on POST /api too.",
+        ],
+        *auth_config.FLAGS,
     ]
     optParameters: list[list[Any]] = [
         [
@@ -160,6 +167,7 @@ class Options(usage.Options):
             "Also write every log event as one JSON line to this file (- for"
             " standard output); the file is reopened on SIGUSR1.",
         ],
+        *auth_config.PARAMETERS,
     ]
 
     def __init__(self) -> None:
@@ -184,6 +192,10 @@ class Options(usage.Options):
         """Let this origin use /sse and /publish (repeatable; * for any)."""
         self["cors-origin"].append(origin)
 
+    def opt_public_topic(self, pattern: str) -> None:
+        """Let anyone subscribe to this topic pattern, no token checked (repeatable)."""
+        auth_config.public_topic(self, pattern)
+
     def postOptions(self) -> None:
         self["ports"] = [
             _endpoint("port", port) for port in self["ports"] or [DEFAULT_PORT]
@@ -203,6 +215,7 @@ class Options(usage.Options):
         self["static"] = static
         self["publish-token"] = self._token()
         self["log-json"] = _log_json_path(self["log-json"])
+        auth_config.check(self)
 
     def _token(self) -> bytes | None:
         if self["publish-token"] and self["publish-token-file"]:
@@ -216,8 +229,10 @@ class Options(usage.Options):
             except OSError as e:
                 raise usage.UsageError(f"--publish-token-file: {e}") from e
         if token is None:
-            if self["protect-api"]:
-                raise usage.UsageError("--protect-api needs a publish token")
+            if self["protect-api"] and self["jwt-key"] is None:
+                raise usage.UsageError(
+                    "--protect-api needs a publish token or --jwt-key"
+                )
             return None
         if not token or any(c.isspace() for c in token):
             raise usage.UsageError("the publish token must be one word")
@@ -280,6 +295,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             retry=options["retry"],
             observer=metrics,
         )
+    access = auth_config.access(options, reactor)
     settings = Settings(
         static=FilePath(str(options["static"])),
         max_body=options["max-body"],
@@ -288,6 +304,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         publish_token=options["publish-token"],
         protect_api=options["protect-api"],
         cors_origins=tuple(options["cors-origin"]),
+        gate=access.gate,
+        verifier=access.verifier,
+        publish_open=options["publish-open"],
         fanout=fanout.name,
     )
     service = sse_service(
@@ -307,4 +326,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         StreamServerEndpointService(
             serverFromString(reactor, options["metrics"]), metrics.site()
         ).setServiceParent(service)
+    for child in access.services:
+        child.setServiceParent(service)
     return service
