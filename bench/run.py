@@ -37,6 +37,10 @@ from pathlib import Path
 from typing import IO, Any
 
 BENCH = Path(__file__).resolve().parent
+# The tests' redis-server launcher (standard library only) serves here too.
+sys.path.insert(0, str(BENCH.parent / "tests"))
+from redis_server import free_port  # noqa: E402
+
 LOADGEN_SOURCE = BENCH / "loadgen.c"
 LOADGEN = BENCH / "build" / "loadgen"
 PEERS = BENCH / "peers"
@@ -150,16 +154,6 @@ def server_command(name: str, port: int) -> list[str]:
     if name == "node":
         return ["node", str(PEERS / "node_peer.js"), str(port)]
     raise ValueError(name)
-
-
-def free_port() -> int:
-    """
-    @return: A TCP port on 127.0.0.1 that nothing listens on right now.
-    """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def tail(path: Path, lines: int = 5) -> str:

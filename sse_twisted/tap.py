@@ -15,6 +15,7 @@ from twisted.python.filepath import FilePath
 
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
+from sse_twisted.redis_client import InvalidRedisURL, RedisAddress
 from sse_twisted.service import sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
 
@@ -29,6 +30,7 @@ default of 50 overflows when thousands of clients connect at once.
 
 _MAX_RETRY = 24 * 60 * 60 * 1000
 _MAX_HISTORY = 1_000_000
+_MIN_REDIS_HISTORY = 100
 
 
 def endpoint_description(port: str) -> str:
@@ -126,6 +128,19 @@ class Options(usage.Options):
             None,
             "File holding the bearer token that POST /publish requires.",
         ],
+        [
+            "redis",
+            None,
+            None,
+            "Keep the events in a Redis stream, shared by every ssedemo on it:"
+            " redis://HOST:PORT/DB (default port 6379, database 0).",
+        ],
+        [
+            "redis-key",
+            None,
+            "ssedemo",
+            "The key of the Redis stream (with --redis).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -153,6 +168,24 @@ class Options(usage.Options):
             raise usage.UsageError(f"--static: {static} is not a directory")
         self["static"] = static
         self["publish-token"] = self._token()
+        self["redis"] = self._redis()
+
+    def _redis(self) -> RedisAddress | None:
+        if not self["redis-key"]:
+            raise usage.UsageError("--redis-key must not be empty")
+        if self["redis"] is None:
+            return None
+        try:
+            address = RedisAddress.from_url(self["redis"])
+        except InvalidRedisURL as e:
+            raise usage.UsageError(
+                f"--redis: {e}; expected redis://HOST:PORT/DB"
+            ) from None
+        if self["history"] < _MIN_REDIS_HISTORY:
+            raise usage.UsageError(
+                f"--history must be at least {_MIN_REDIS_HISTORY} with --redis"
+            )
+        return address
 
     def _token(self) -> bytes | None:
         if self["publish-token"] and self["publish-token-file"]:

@@ -1,4 +1,7 @@
+from collections.abc import Iterator
+
 import pytest
+from redis_server import RedisServer, running_redis
 from twisted.internet.interfaces import IReactorCore
 
 
@@ -11,3 +14,12 @@ def reactor() -> IReactorCore:
     from twisted.internet import reactor
 
     return reactor  # type: ignore[return-value]
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """
+    A C{redis-server} of the test's own, persistence off, killed afterwards.
+    """
+    with running_redis() as server:
+        yield server

@@ -12,6 +12,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 
 from sse_twisted.eager import EagerTCPServerEndpoint
+from sse_twisted.redis_client import RedisAddress
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
 
 
@@ -77,6 +78,15 @@ def test_port_becomes_an_endpoint_description(port: str, description: str) -> No
         ["--publish-token", "two words"],
         ["--publish-token", "a", "--publish-token-file", "x"],
         ["--publish-token-file", "/nonexistent/token"],
+        ["--redis", "localhost:6379"],
+        ["--redis", "http://localhost:6379/0"],
+        ["--redis", "redis://:6379/0"],
+        ["--redis", "redis://localhost:notaport/0"],
+        ["--redis", "redis://localhost:0/0"],
+        ["--redis", "redis://localhost:6379/x"],
+        ["--redis", "redis://localhost:6379/0?timeout=1"],
+        ["--redis", "redis://localhost", "--history", "99"],
+        ["--redis-key", ""],
     ],
 )
 def test_bad_options_are_usage_errors(args: list[str]) -> None:
@@ -86,6 +96,68 @@ def test_bad_options_are_usage_errors(args: list[str]) -> None:
     """
     with pytest.raises(UsageError):
         parse(*args)
+
+
+def test_malformed_redis_url_is_one_clear_line() -> None:
+    """
+    A malformed C{--redis} is refused with one line that names the option
+    and shows the expected form.
+    """
+    with pytest.raises(UsageError) as error:
+        parse("--redis", "localhost:6379")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("--redis: ")
+    assert "redis://HOST:PORT/DB" in message
+
+
+def test_redis_history_floor() -> None:
+    """
+    With C{--redis}, the history (the stream's approximate trim length) must
+    be at least 100, and the error says so.
+    """
+    with pytest.raises(UsageError, match="at least 100 with --redis"):
+        parse("--redis", "redis://127.0.0.1:6379/0", "--history", "50")
+    assert parse("--history", "50")["history"] == 50
+
+
+@pytest.mark.parametrize(
+    "url,address",
+    [
+        ("redis://127.0.0.1:6380/2", RedisAddress("127.0.0.1", 6380, 2)),
+        ("redis://redis.internal", RedisAddress("redis.internal", 6379, 0)),
+        ("redis://[::1]:7000/", RedisAddress("::1", 7000, 0)),
+        (
+            "redis://:p%40ss@host:1/3",
+            RedisAddress("host", 1, 3, password="p@ss"),
+        ),
+        (
+            "redis://reader:pw@host:1/0",
+            RedisAddress("host", 1, 0, password="pw", username="reader"),
+        ),
+    ],
+)
+def test_redis_url_becomes_an_address(url: str, address: RedisAddress) -> None:
+    """
+    C{--redis} is parsed into host, port, database and optional credentials;
+    the port defaults to 6379 and the database to 0.
+    """
+    options = parse("--redis", url, "--redis-key", "events")
+    assert options["redis"] == address
+    assert options["redis-key"] == "events"
+
+
+def test_redis_defaults() -> None:
+    """
+    Without C{--redis}, there is no broker; the key defaults to C{ssedemo}.
+    """
+    options = parse()
+    assert options["redis"] is None
+    assert options["redis-key"] == "ssedemo"
+
+
+def test_password_stays_out_of_the_address_repr() -> None:
+    assert "s3cret" not in repr(RedisAddress.from_url("redis://:s3cret@host"))
 
 
 def test_token_from_file(tmp_path: Path) -> None:
@@ -128,6 +200,8 @@ def test_every_option_is_in_help() -> None:
         "--publish-token-file",
         "--protect-api",
         "--cors-origin",
+        "--redis",
+        "--redis-key",
     ):
         assert name in text
     assert "[default: 8080]" in text
