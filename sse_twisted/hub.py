@@ -1,26 +1,26 @@
 """
-The hub: the registry of open streams, the history of recent events, and the
-fan-out of each published event to the streams subscribed to its topic.
+The hub: the registry of open streams, and the fan-out of each event of the
+event log to the streams subscribed to its topic.
 
 The hub knows nothing of HTTP. It delivers bytes to L{EventSink}s, so that an
-HTTP response, a fake in a test, or later a feed from another process can all
-plug into it. Each event is encoded exactly once, and the same C{bytes}
-object is handed to every recipient.
+HTTP response or a fake in a test can plug into it; and it keeps no events
+itself: ids, history and replay are the L{sse_twisted.log.EventLog}'s. Each
+event is encoded exactly once, and the same C{bytes} object is handed to
+every recipient.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from sse_twisted.event import encode_comment, encode_event
+from sse_twisted.log import EventLog, MemoryLog, Record
 
 DEFAULT_TOPIC = "default"
 """The topic of streams that name none, and of the demo's messages."""
@@ -63,12 +63,6 @@ class Receipt:
     delivered: int
 
 
-class _Record(NamedTuple):
-    seq: int
-    topic: str
-    wire: bytes
-
-
 @dataclass(slots=True)
 class _Subscription:
     topics: tuple[str, ...]
@@ -78,34 +72,18 @@ class _Subscription:
 class Hub:
     """
     The registry of open streams and the fan-out of events to them.
-
-    Event ids are C{"<instance>-<sequence>"}: the sequence increases strictly
-    within one hub, and the instance part tells a hub's ids from those of an
-    earlier run, so that a client resuming after a restart is told it may have
-    missed events instead of being silently given the wrong ones.
     """
 
     log = Logger()
 
-    def __init__(
-        self,
-        clock: IReactorTime,
-        history: int = 1000,
-        instance: str | None = None,
-    ) -> None:
+    def __init__(self, clock: IReactorTime, events: EventLog | None = None) -> None:
         """
         @param clock: The source of time, for keep-alive bookkeeping.
-        @param history: How many published events are kept for resuming
-            clients; C{0} turns resuming off.
-        @param instance: The prefix of this hub's event ids; by default
-            derived from the wall-clock time of its creation.
+        @param events: The event log that gives published events their ids
+            and replays them; by default a L{MemoryLog} of its own.
         """
-        if history < 0:
-            raise ValueError("history must not be negative")
         self._clock = clock
-        self._instance = instance if instance is not None else _time_token()
-        self._history: deque[_Record] = deque(maxlen=history)
-        self._seq = 0
+        self._events: EventLog = MemoryLog() if events is None else events
         self._subscribers: dict[str, set[EventSink]] = {}
         self._subscriptions: dict[EventSink, _Subscription] = {}
         self._last_delivery: dict[str, float] = {}
@@ -123,7 +101,7 @@ class Hub:
         """
         The id of the most recently published event, or L{None}.
         """
-        return self._id(self._seq) if self._seq else None
+        return self._events.last_id
 
     def subscribe(
         self,
@@ -174,8 +152,8 @@ class Hub:
         self, data: str, *, event: str | None = None, topic: str = DEFAULT_TOPIC
     ) -> Receipt:
         """
-        Give the event the next id, keep it in the history, and write it to
-        every stream subscribed to C{topic}.
+        Append the event to the log, and write it, with its id, to every
+        stream subscribed to C{topic}.
 
         @param data: The payload.
         @param event: The event type, or L{None} for C{message}.
@@ -184,11 +162,17 @@ class Hub:
         @raise sse_twisted.event.InvalidEventField: If the event cannot be
             encoded; nothing is published then.
         """
-        seq = self._seq + 1
-        wire = encode_event(data, event=event, id=self._id(seq))
-        self._seq = seq
-        self._history.append(_Record(seq, topic, wire))
-        return Receipt(self._id(seq), self._deliver(topic, wire))
+        record = self._events.append(data, event, topic)
+        return Receipt(record.id, self.deliver(record))
+
+    def deliver(self, record: Record) -> int:
+        """
+        Write an event of the log to every stream subscribed to its topic.
+
+        @param record: The event.
+        @return: How many streams it was written to.
+        """
+        return self._deliver(record.topic, record.wire)
 
     def broadcast(
         self, data: str, *, event: str | None = None, topic: str = DEFAULT_TOPIC
@@ -280,14 +264,10 @@ class Hub:
             self.unsubscribe(sink)
         return len(sinks) - len(failed)
 
-    def _id(self, seq: int) -> str:
-        return f"{self._instance}-{seq}"
-
     def _replay(
         self, sink: EventSink, last_event_id: str, topics: tuple[str, ...]
     ) -> None:
-        seq = self._parse(last_event_id)
-        if seq is not None and self._replay_after(sink, seq, set(topics)):
+        if self._events.replay(last_event_id, frozenset(topics), sink.write):
             return
         self.log.info(
             "cannot resume after {id}: sending {event}",
@@ -301,36 +281,3 @@ class Hub:
                 id=self.last_id or "",
             )
         )
-
-    def _replay_after(self, sink: EventSink, seq: int, topics: set[str]) -> bool:
-        """
-        Write the events of C{topics} after C{seq}, one at a time up to the
-        newest, so that an event published by one of these very writes is
-        replayed too, in its place.
-
-        @return: Whether they were all still in the history.
-        """
-        while seq < self._seq:
-            seq += 1
-            index = seq - (self._seq - len(self._history) + 1)
-            if index < 0:
-                return False
-            record = self._history[index]
-            if record.topic in topics:
-                sink.write(record.wire)
-        return True
-
-    def _parse(self, event_id: str) -> int | None:
-        instance, _, seq = event_id.rpartition("-")
-        if instance != self._instance or not _is_sequence(seq):
-            return None
-        number = int(seq)
-        return number if number <= self._seq else None
-
-
-def _is_sequence(text: str) -> bool:
-    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
-
-
-def _time_token() -> str:
-    return format(time.time_ns() // 1_000_000, "x")

@@ -15,6 +15,7 @@ from twisted.python.filepath import FilePath
 
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
+from sse_twisted.log import MemoryLog
 from sse_twisted.redis_client import InvalidRedisURL, RedisAddress
 from sse_twisted.service import sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
@@ -224,7 +225,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor
     clock: IReactorTime = reactor
-    hub = Hub(clock, history=options["history"])
+    hub = Hub(clock, MemoryLog(options["history"]))
     settings = Settings(
         static=FilePath(str(options["static"])),
         max_body=options["max-body"],

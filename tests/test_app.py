@@ -16,6 +16,7 @@ from twisted.web.server import Site
 
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
+from sse_twisted.log import MemoryLog
 from sse_twisted.testing import parse
 
 STATIC = FilePath(str(Path(__file__).parent.parent / "static"))
@@ -24,7 +25,7 @@ CHANGED = '{"message": "Something changed"}'
 
 
 def make_client(**settings: object) -> tuple[Client, Hub]:
-    hub = Hub(Clock(), instance="t")
+    hub = Hub(Clock(), MemoryLog(instance="t"))
     settings = {"static": STATIC, **settings}
     app = SSEApp(hub, Settings(**settings))  # type: ignore[arg-type]
     return Client(app.site()), hub
@@ -121,7 +122,7 @@ def test_klein_routes_alone_serve_streams_too() -> None:
     The site takes C{GET /sse} past Klein for speed, but the Klein routes
     on their own (to embed them in another site) serve streams the same.
     """
-    hub = Hub(Clock(), instance="t")
+    hub = Hub(Clock(), MemoryLog(instance="t"))
     client = Client(Site(SSEApp(hub, Settings(static=STATIC)).app.resource()))
     stream = client.open("GET", "/sse?topic=a")
     hub.publish("to a", topic="a")

@@ -12,6 +12,7 @@ from twisted.logger import capturedLogs, formatEvent
 
 from sse_twisted.event import InvalidEventField
 from sse_twisted.hub import RESYNC_EVENT, Hub
+from sse_twisted.log import MemoryLog
 from sse_twisted.testing import RecordingSink, parse
 
 
@@ -27,7 +28,7 @@ class BrokenSink(FakeSink):
 
 def make_hub(history: int = 1000) -> tuple[Hub, Clock]:
     clock = Clock()
-    return Hub(clock, history=history, instance="t"), clock
+    return Hub(clock, MemoryLog(history, instance="t")), clock
 
 
 def test_publish_reaches_every_subscriber_with_one_shared_bytes() -> None:
@@ -306,7 +307,8 @@ def test_topics_without_streams_leave_nothing_behind() -> None:
     Publishing to many topics nobody follows, or following a topic and
     leaving, keeps no per-topic state beyond the bounded history.
     """
-    hub, _ = make_hub(history=10)
+    events = MemoryLog(history=10)
+    hub = Hub(Clock(), events)
     for n in range(1000):
         hub.publish("x", topic=f"nobody-{n}")
     sink = FakeSink()
@@ -314,7 +316,7 @@ def test_topics_without_streams_leave_nothing_behind() -> None:
     hub.publish("y", topic="brief")
     hub.unsubscribe(sink)
     assert hub._subscribers == {} and hub._last_delivery == {}
-    assert len(hub._history) == 10
+    assert len(events._records) == 10
 
 
 def test_keepalive_resets_the_silence() -> None:
@@ -349,4 +351,4 @@ def test_close_all_says_farewell_and_empties_the_registry() -> None:
 
 def test_negative_history_is_refused() -> None:
     with pytest.raises(ValueError):
-        Hub(Clock(), history=-1)
+        MemoryLog(history=-1)

@@ -15,6 +15,7 @@ from twisted.python.filepath import FilePath
 
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
+from sse_twisted.log import MemoryLog
 from sse_twisted.service import (
     DRAIN_SECONDS,
     GarbageCollectorTuning,
@@ -30,7 +31,7 @@ def start(
     heartbeat: float = 3.0, keepalive: float = 15.0
 ) -> tuple[MemoryReactorClock, Hub, FakeSink, MultiService]:
     reactor = MemoryReactorClock()
-    hub = Hub(reactor, instance="t")
+    hub = Hub(reactor, MemoryLog(instance="t"))
     app = SSEApp(hub, Settings(static=FilePath(".")))
     service = sse_service(
         hub,
