@@ -17,6 +17,7 @@ from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
 from sse_twisted.log import MemoryLog
 from sse_twisted.redis_client import InvalidRedisURL, RedisAddress
+from sse_twisted.redis_log import redis_log
 from sse_twisted.service import sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
 
@@ -225,7 +226,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor
     clock: IReactorTime = reactor
-    hub = Hub(clock, MemoryLog(options["history"]))
+    address: RedisAddress | None = options["redis"]
+    shared = (
+        None
+        if address is None
+        else redis_log(reactor, address, options["redis-key"], options["history"])
+    )
+    hub = Hub(clock, MemoryLog(options["history"]) if shared is None else shared)
     settings = Settings(
         static=FilePath(str(options["static"])),
         max_body=options["max-body"],
@@ -235,12 +242,16 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         protect_api=options["protect-api"],
         cors_origins=tuple(options["cors-origin"]),
     )
-    return sse_service(
+    server = sse_service(
         hub,
-        SSEApp(hub, settings).site(),
+        SSEApp(hub, settings, broker=shared).site(),
         serverFromString(reactor, options["port"]),
         clock=clock,
         heartbeat=options["heartbeat"],
         keepalive=options["keepalive"],
         retry=options["retry"],
     )
+    if shared is not None:
+        shared.feed(hub)
+        shared.setServiceParent(server)
+    return server

@@ -13,6 +13,7 @@ from twisted.python.usage import UsageError
 
 from sse_twisted.eager import EagerTCPServerEndpoint
 from sse_twisted.redis_client import RedisAddress
+from sse_twisted.redis_log import RedisLog
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
 
 
@@ -230,3 +231,17 @@ def test_make_service_without_timers() -> None:
     reactor = MemoryReactorClock()
     service = makeService(parse("--heartbeat", "0", "--keepalive", "0"), reactor)
     assert not any(isinstance(c, TimerService) for c in service)  # type: ignore[attr-defined]
+
+
+def test_make_service_with_redis() -> None:
+    """
+    With C{--redis}, the service runs a Redis log that feeds the hub, and
+    the routes report the broker's state.
+    """
+    reactor = MemoryReactorClock()
+    options = parse("--redis", "redis://127.0.0.1:1/0", "--redis-key", "events")
+    service = makeService(options, reactor)
+    [shared] = [c for c in service if isinstance(c, RedisLog)]  # type: ignore[attr-defined]
+    assert shared._key == "events"
+    assert shared._history == 1000
+    assert not shared.available
