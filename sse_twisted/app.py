@@ -9,6 +9,7 @@ import hmac
 import json
 from dataclasses import dataclass
 from functools import partial
+from importlib import metadata
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
@@ -111,6 +112,8 @@ class SSEApp:
         self.hub = hub
         self.settings = settings
         self.broker = broker
+        self._started = hub.clock.seconds()
+        self._version = package_version()
         self._opening = encode_retry(settings.retry) + encode_event(GREETING)
 
     def site(self) -> Site:
@@ -282,13 +285,16 @@ class SSEApp:
     @app.route("/health", methods=["GET", "HEAD"])
     def health(self, request: IRequest) -> bytes:
         """
-        Report that the server is up, with its open streams, last event id
-        and, with a shared event log, whether it is reachable.
+        Report that the server is up, with its open streams, last event id,
+        seconds since it started, ssedemo's version and, with a shared event
+        log, whether it is reachable.
         """
         report: dict[str, object] = {
             "status": "ok",
             "streams": len(self.hub),
             "lastEventId": self.hub.last_id,
+            "uptime": round(self.hub.clock.seconds() - self._started, 3),
+            "version": self._version,
         }
         if self.broker is not None:
             report["broker"] = "ok" if self.broker.available else "down"
@@ -370,6 +376,17 @@ class SSEApp:
         if "data" not in fields:
             raise RequestError(400, "data is required")
         return fields
+
+
+def package_version() -> str:
+    """
+    @return: The installed ssedemo's version, or C{"unknown"} when it runs
+        from a source tree that was never installed.
+    """
+    try:
+        return metadata.version("ssedemo")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _checked_topic(topic: object) -> str:

@@ -108,6 +108,13 @@ class Hub:
         self._opened = self._closed = 0
         self._report: IDelayedCall | None = None
 
+    @property
+    def clock(self) -> IReactorTime:
+        """
+        The hub's source of time.
+        """
+        return self._clock
+
     def __len__(self) -> int:
         """
         @return: The number of open streams.

@@ -15,6 +15,7 @@ from twisted.python.filepath import FilePath
 
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
+from sse_twisted.jsonlog import STDOUT, JsonLog
 from sse_twisted.log import MemoryLog
 from sse_twisted.redis_client import InvalidRedisURL, RedisAddress
 from sse_twisted.redis_log import redis_log
@@ -41,9 +42,10 @@ def endpoint_description(port: str) -> str:
 
     A bare number means TCP on that port. IPv4 TCP is served by
     L{sse_twisted.eager}'s C{eagertcp:} endpoint, which takes the same
-    arguments as C{tcp:} and writes faster; TCP endpoints get
-    L{DEFAULT_BACKLOG} unless they name a C{backlog} of their own. Other
-    descriptions (C{ssl:}, C{unix:}, C{systemd:}, ...) are left as they are.
+    arguments as C{tcp:} and writes faster, and sockets passed by systemd
+    by its C{eagersystemd:}, with the arguments of C{systemd:}; TCP
+    endpoints get L{DEFAULT_BACKLOG} unless they name a C{backlog} of their
+    own. Other descriptions (C{ssl:}, C{unix:}, ...) are left as they are.
 
     @param port: A port number or any endpoint description.
     @return: The endpoint description.
@@ -51,8 +53,8 @@ def endpoint_description(port: str) -> str:
     kind, _, rest = port.partition(":")
     if port.isdigit():
         kind, rest = "eagertcp", port
-    elif kind == "tcp":
-        kind = "eagertcp"
+    elif kind in ("tcp", "systemd"):
+        kind = "eager" + kind
     description = f"{kind}:{rest}" if rest else kind
     if kind in ("eagertcp", "tcp6") and "backlog=" not in rest:
         description += f":backlog={DEFAULT_BACKLOG}"
@@ -143,6 +145,13 @@ class Options(usage.Options):
             "ssedemo",
             "The key of the Redis stream (with --redis).",
         ],
+        [
+            "log-json",
+            None,
+            None,
+            "Also write every log event as one JSON line to this file (- for"
+            " standard output); the file is reopened on SIGUSR1.",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -171,6 +180,7 @@ class Options(usage.Options):
         self["static"] = static
         self["publish-token"] = self._token()
         self["redis"] = self._redis()
+        self["log-json"] = _log_json_path(self["log-json"])
 
     def _redis(self) -> RedisAddress | None:
         if not self["redis-key"]:
@@ -207,6 +217,17 @@ class Options(usage.Options):
         if not token or any(c.isspace() for c in token):
             raise usage.UsageError("the publish token must be one word")
         return token.encode("utf-8")
+
+
+def _log_json_path(path: str | None) -> str | None:
+    if path is None or path == STDOUT:
+        return path
+    absolute = Path(path).absolute()
+    try:
+        absolute.open("a").close()
+    except OSError as e:
+        raise usage.UsageError(f"--log-json: {e}") from e
+    return str(absolute)
 
 
 def _check_range(options: Options, name: str, low: float, high: float) -> None:
@@ -250,6 +271,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         heartbeat=options["heartbeat"],
         keepalive=options["keepalive"],
         retry=options["retry"],
+        json_log=JsonLog(options["log-json"], reactor) if options["log-json"] else None,
     )
     if shared is not None:
         shared.feed(hub)

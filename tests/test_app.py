@@ -6,6 +6,7 @@ server over in-memory transports.
 from __future__ import annotations
 
 import json
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
 from twisted.web.server import Site
 
-from sse_twisted.app import Settings, SSEApp
+from sse_twisted.app import Settings, SSEApp, package_version
 from sse_twisted.hub import Hub
 from sse_twisted.log import MemoryLog
 from sse_twisted.redis_client import BrokerUnavailable, RedisError
@@ -537,14 +538,23 @@ def test_cors_any_origin_without_credentials() -> None:
 
 
 def test_health(hub_client: tuple[Client, Hub]) -> None:
+    """
+    C{/health} tells the open streams, the last event id, the seconds since
+    the server started (by the reactor's clock) and ssedemo's version.
+    """
     client, hub = hub_client
     client.open("GET", "/sse")
     hub.publish("x")
+    clock = hub.clock
+    assert isinstance(clock, Clock)
+    clock.advance(12.25)
     response = client.request("GET", "/health")
     assert json.loads(response.body) == {
         "status": "ok",
         "streams": 1,
         "lastEventId": "t-1",
+        "uptime": 12.25,
+        "version": metadata.version("ssedemo"),
     }
 
 
@@ -614,3 +624,11 @@ def test_health_reports_the_broker() -> None:
     assert json.loads(client.request("GET", "/health").body)["broker"] == "down"
     plain = make_client()[0]
     assert "broker" not in json.loads(plain.request("GET", "/health").body)
+
+
+def test_version_of_a_package_never_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_installed(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    assert package_version() == "unknown"

@@ -5,19 +5,33 @@ reorder nothing, including when the kernel takes only part of a write.
 
 from __future__ import annotations
 
+import os
 import random
+import socket
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ClientEndpoint, serverFromString
+from twisted.internet.endpoints import (
+    AdoptedStreamServerEndpoint,
+    TCP4ClientEndpoint,
+    serverFromString,
+)
 from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
-from sse_twisted.eager import EagerServer, EagerTCPServerEndpoint
+from sse_twisted.eager import (
+    EagerAdoptedEndpoint,
+    EagerPort,
+    EagerServer,
+    EagerTCPServerEndpoint,
+)
 
 TIMEOUT = 20
 
@@ -69,17 +83,18 @@ class Accepted(Protocol):
 
 @defer.inlineCallbacks
 def connected_pair(
-    reactor: Any, expected: int
+    reactor: Any, expected: int, endpoint: IStreamServerEndpoint | None = None
 ) -> Generator[Any, Any, tuple[Any, EagerServer, Collector]]:
     """
-    Listen with eager TCP on 127.0.0.1 and connect one client.
+    Listen with eager TCP on 127.0.0.1 (or on C{endpoint}) and connect one
+    client.
 
     @return: The listening port, the server's transport and the client.
     """
     Accepted.connections = []
-    port = yield EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-        Factory.forProtocol(Accepted)
-    )
+    if endpoint is None:
+        endpoint = EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1")
+    port = yield endpoint.listen(Factory.forProtocol(Accepted))
     client = Collector(expected)
     yield TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
         Factory.forProtocol(lambda: client)
@@ -280,3 +295,64 @@ def test_parser_plugin(reactor: Any) -> None:
         7,
         "127.0.0.2",
     )
+
+
+def listening_descriptor(family: int, address: Any) -> int:
+    """
+    @return: A descriptor of a socket bound to C{address} and listening, as
+        systemd passes it.
+    """
+    with socket.socket(family, socket.SOCK_STREAM) as listener:
+        listener.bind(address)
+        listener.listen(5)
+        return os.dup(listener.fileno())
+
+
+@pytest_twisted.inlineCallbacks
+def test_adopted_tcp_socket_is_served_eagerly(
+    reactor: Any,
+) -> Generator[Any, Any, None]:
+    """
+    A TCP socket passed by systemd is listened on with L{EagerPort}, whose
+    connections are eager; the passed descriptor is closed (the port has
+    its own copy), so that nothing listens once the port stops.
+    """
+    fd = listening_descriptor(socket.AF_INET, ("127.0.0.1", 0))
+    adopted = EagerAdoptedEndpoint(
+        AdoptedStreamServerEndpoint(reactor, fd, socket.AF_INET)
+    )
+    port, server, client = yield connected_pair(reactor, 8, adopted)
+    assert isinstance(port, EagerPort)
+    server.write(b"adopted!")
+    yield client.complete.addTimeout(TIMEOUT, reactor)
+    assert bytes(client.received) == b"adopted!"
+    address = ("127.0.0.1", port.getHost().port)
+    yield hang_up(reactor, port, server, client)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(address, timeout=TIMEOUT).close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_adopted_unix_socket_is_left_to_twisted(
+    reactor: Any, tmp_path: Path
+) -> Generator[Any, Any, None]:
+    fd = listening_descriptor(socket.AF_UNIX, str(tmp_path / "s"))
+    adopted = EagerAdoptedEndpoint(
+        AdoptedStreamServerEndpoint(reactor, fd, socket.AF_UNIX)
+    )
+    port = yield adopted.listen(Factory.forProtocol(Accepted))
+    assert not isinstance(port, EagerPort)
+    assert port.getHost().name == str(tmp_path / "s").encode()
+    yield port.stopListening()
+
+
+@pytest.mark.parametrize(
+    "description", ["eagersystemd:domain=INET:index=0", "eagersystemd:INET:name=web"]
+)
+def test_systemd_parser_without_a_passed_socket(reactor: Any, description: str) -> None:
+    """
+    C{eagersystemd:} takes C{systemd:}'s arguments; without a socket passed
+    by systemd it says so.
+    """
+    with pytest.raises(ValueError, match="systemd passed no such socket"):
+        serverFromString(reactor, description)

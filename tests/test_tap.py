@@ -12,6 +12,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 
 from sse_twisted.eager import EagerTCPServerEndpoint
+from sse_twisted.jsonlog import JsonLog
 from sse_twisted.redis_client import RedisAddress
 from sse_twisted.redis_log import RedisLog
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
@@ -245,3 +246,46 @@ def test_make_service_with_redis() -> None:
     assert shared._key == "events"
     assert shared._history == 1000
     assert not shared.available
+
+
+def test_log_json_path_is_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A relative C{--log-json} path is resolved at start, so that a daemon
+    that changes directory still writes where it was told; C{-} stays.
+    """
+    monkeypatch.chdir(tmp_path)
+    assert parse("--log-json", "events.json")["log-json"] == str(
+        tmp_path / "events.json"
+    )
+    assert parse("--log-json", "-")["log-json"] == "-"
+    assert parse()["log-json"] is None
+    assert "--log-json=" in str(Options())
+
+
+def test_log_json_that_cannot_be_written_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--log-json"):
+        parse("--log-json", str(tmp_path / "missing" / "events.json"))
+
+
+def test_log_json_starts_first_and_stops_last(tmp_path: Path) -> None:
+    reactor = MemoryReactorClock()
+    path = str(tmp_path / "events.json")
+    service = makeService(parse("--log-json", path), reactor)
+    children = list(service)  # type: ignore[call-overload]
+    assert isinstance(children[0], JsonLog)
+    assert children[0].path == path
+    assert not any(isinstance(c, JsonLog) for c in makeService(parse(), reactor))  # type: ignore[attr-defined]
+
+
+def test_systemd_sockets_are_served_eagerly() -> None:
+    """
+    C{systemd:} becomes C{eagersystemd:} with the same arguments; without a
+    socket passed by systemd, C{--port} says so.
+    """
+    assert endpoint_description("systemd:domain=INET:index=0") == (
+        "eagersystemd:domain=INET:index=0"
+    )
+    with pytest.raises(UsageError, match="--port: systemd passed no such socket"):
+        parse("--port", "systemd:domain=INET:index=0")
