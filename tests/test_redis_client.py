@@ -76,6 +76,22 @@ def test_lost_connection_fails_pending_commands() -> None:
     assert outcome(protocol.execute("PING")).check(BrokerUnavailable)
 
 
+def test_cancelled_command_drops_the_connection() -> None:
+    """
+    A command cannot be taken back: cancelling it drops the connection, and
+    its late reply is ignored.
+    """
+    protocol, transport = connected_protocol()
+    cancelled = protocol.execute("AUTH", "x")
+    other = protocol.execute("SELECT", 1)
+    cancelled.cancel()
+    assert outcome(cancelled).check(CancelledError)
+    assert transport.disconnecting or transport.disconnected
+    protocol.dataReceived(b"+OK\r\n")
+    protocol.connectionLost(Failure(ConnectionError("aborted")))
+    assert outcome(other).check(BrokerUnavailable)
+
+
 def test_garbled_reply_drops_the_connection() -> None:
     protocol, transport = connected_protocol()
     protocol.execute("PING")

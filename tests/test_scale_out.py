@@ -169,6 +169,11 @@ def test_publish_on_one_instance_reaches_every_instance(
         assert status == 200 and set(receipt) == {"id"}
         assert on_a.wait_for_ids([str(receipt["id"])])[-1] == receipt["id"]
         assert a.health()["broker"] == "ok"
+        text = "ünïcödé ✓\nsecond line"
+        entry_id = str(post(b.port, text)[1]["id"])
+        for client in (on_a, on_b):
+            client.wait_for_ids([entry_id])
+            assert client.events[-1].data == text
 
 
 def test_resume_on_another_instance_after_a_kill(redis_server: RedisServer) -> None:
