@@ -352,6 +352,19 @@ def test_stream_dropped_by_a_replayed_write_is_forgotten() -> None:
     assert ids(sink)[0] == "2-0"
 
 
+def test_stop_ends_streams_still_resuming() -> None:
+    """
+    A server that stops ends the streams whose replay is still pending too.
+    """
+    s = Setup(newest="2-0")
+    sink = resume(s, "1-0")
+    s.hub.close_all()
+    assert sink.closed_with == b""
+    assert len(s.hub) == 0
+    s.publisher.answer("XRANGE", [entry("1-0"), entry("2-0")])
+    assert len(s.hub) == 0
+
+
 def test_trimmed_before_read_tells_streams_to_resync() -> None:
     """
     When the stream's oldest entry is newer than the last entry read before
