@@ -55,7 +55,14 @@ PEER_PACKAGES = (
 )
 # What the versions section names for the peers (starlette comes along).
 PEER_VERSIONS = ("sse-starlette", "starlette", *PEER_PACKAGES[1:])
-SERVERS = ("ssedemo", "ssedemo-redis", "starlette", "aiohttp", "node")
+SERVERS = (
+    "ssedemo",
+    "ssedemo-metrics",
+    "ssedemo-redis",
+    "starlette",
+    "aiohttp",
+    "node",
+)
 REDIS_SERVERS = frozenset({"ssedemo-redis"})
 """Servers run with a redis-server of their own, whose CPU counts as theirs."""
 PYTHON_PEERS = frozenset({"starlette", "aiohttp"})
@@ -152,6 +159,9 @@ def server_command(name: str, port: int, extra: Sequence[str] = ()) -> list[str]
         twistd = str(Path(sys.executable).with_name("twistd"))
         where = f"tcp:{port}:interface=127.0.0.1"
         return [twistd, "-n", "ssedemo", "--port", where, "--heartbeat", "0", *extra]
+    if name == "ssedemo-metrics":  # the same, with Prometheus metrics served
+        metrics = f"tcp:{free_port()}:interface=127.0.0.1"
+        return [*server_command("ssedemo", port), "--metrics", metrics]
     if name in PYTHON_PEERS:
         return [str(peer_python()), str(PEERS / f"{name}_peer.py"), str(port)]
     if name == "node":

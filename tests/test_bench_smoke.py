@@ -14,10 +14,10 @@ from typing import Any
 RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 
 
-def small_bench(tmp_path: Path, server: str, churn: list[str]) -> dict[str, Any]:
+def small_bench(tmp_path: Path, servers: list[str], churn: list[str]) -> dict[str, Any]:
     """
-    Run the benchmark with 50 streams and 3 rounds against C{server}; check
-    that every stream got every event, without errors, and that the
+    Run the benchmark with 50 streams and 3 rounds against C{servers}; check
+    that every stream got every event, without errors, and that each
     server's CPU time over the rounds was measured.
 
     @return: The raw results, with the Markdown table under C{"table"}.
@@ -27,34 +27,43 @@ def small_bench(tmp_path: Path, server: str, churn: list[str]) -> dict[str, Any]
     workload = ["--clients", "50", "--rounds", "3", "--repeat", "1", *churn]
     outputs = ["--json", str(results), "--markdown", str(table)]
     done = subprocess.run(
-        [sys.executable, str(RUN), *workload, "--servers", server, *outputs],
+        [
+            sys.executable,
+            str(RUN),
+            *workload,
+            "--servers",
+            ",".join(servers),
+            *outputs,
+        ],
         timeout=120,
         capture_output=True,
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report: dict[str, Any] = json.loads(results.read_text())
-    [run] = report["runs"]
-    assert run["error"] is None
-    summary = report["summary"][server]
-    assert summary["connections"] == 50
-    assert summary["errors"] == 0
-    assert summary["failed_runs"] == 0
-    assert summary["deliveries"] == 150
-    assert summary["server_cpu_us_per_delivery"] > 0
+    assert [run["error"] for run in report["runs"]] == [None] * len(servers)
     report["table"] = table.read_text()
-    assert f"| {server} | 50 |" in report["table"]
+    for name in servers:
+        summary = report["summary"][name]
+        assert summary["connections"] == 50
+        assert summary["errors"] == 0
+        assert summary["failed_runs"] == 0
+        assert summary["deliveries"] == 150
+        assert summary["server_cpu_us_per_delivery"] > 0
+        assert f"| {name} | 50 |" in report["table"]
     return report
 
 
 def test_bench_smoke(tmp_path: Path) -> None:
     """
-    The delivery run, then 3 waves of 20 streams opened and closed: each
-    wave is measured once the server has seen its streams close, and none
-    of their streams is alive any more.
+    The delivery run with and without metrics, then 3 waves of 20 streams
+    opened and closed: each wave is measured once the server has seen its
+    streams close, and none of their streams is alive any more.
     """
     report = small_bench(
-        tmp_path, "ssedemo", ["--churn-waves", "3", "--churn-clients", "20"]
+        tmp_path,
+        ["ssedemo", "ssedemo-metrics"],
+        ["--churn-waves", "3", "--churn-clients", "20"],
     )
     churn = report["churn"]
     assert churn["error"] is None
@@ -72,5 +81,5 @@ def test_bench_smoke_with_redis(tmp_path: Path) -> None:
     ssedemo-redis runs on a redis-server of its own, started and stopped by
     the run, and delivers every event.
     """
-    report = small_bench(tmp_path, "ssedemo-redis", ["--churn-waves", "0"])
+    report = small_bench(tmp_path, ["ssedemo-redis"], ["--churn-waves", "0"])
     assert "redis" in report["versions"]
