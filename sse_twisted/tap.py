@@ -16,6 +16,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
+from sse_twisted import auth_config
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
 from sse_twisted.jsonlog import STDOUT, JsonLog
@@ -85,7 +86,13 @@ class Options(usage.Options):
         " /sse, the demo's POST /api and the POST /publish API."
     )
     optFlags = [
-        ["protect-api", None, "Require the publish token on POST /api too."],
+        [
+            "protect-api",
+            None,
+            "Require the publish token (or a JWT that may publish to default)"
+            " on POST /api too.",
+        ],
+        *auth_config.FLAGS,
     ]
     optParameters: list[list[Any]] = [
         [
@@ -172,6 +179,7 @@ class Options(usage.Options):
             "Also write every log event as one JSON line to this file (- for"
             " standard output); the file is reopened on SIGUSR1.",
         ],
+        *auth_config.PARAMETERS,
     ]
 
     def __init__(self) -> None:
@@ -196,6 +204,10 @@ class Options(usage.Options):
         """Let this origin use /sse and /publish (repeatable; * for any)."""
         self["cors-origin"].append(origin)
 
+    def opt_public_topic(self, pattern: str) -> None:
+        """Let anyone subscribe to this topic pattern, no token checked (repeatable)."""
+        auth_config.public_topic(self, pattern)
+
     def postOptions(self) -> None:
         self["ports"] = [
             _endpoint("port", port) for port in self["ports"] or [DEFAULT_PORT]
@@ -216,6 +228,7 @@ class Options(usage.Options):
         self["publish-token"] = self._token()
         self["redis"] = self._redis()
         self["log-json"] = _log_json_path(self["log-json"])
+        auth_config.check(self)
 
     def _redis(self) -> RedisAddress | None:
         if not self["redis-key"]:
@@ -246,8 +259,10 @@ class Options(usage.Options):
             except OSError as e:
                 raise usage.UsageError(f"--publish-token-file: {e}") from e
         if token is None:
-            if self["protect-api"]:
-                raise usage.UsageError("--protect-api needs a publish token")
+            if self["protect-api"] and self["jwt-key"] is None:
+                raise usage.UsageError(
+                    "--protect-api needs a publish token or --jwt-key"
+                )
             return None
         if not token or any(c.isspace() for c in token):
             raise usage.UsageError("the publish token must be one word")
@@ -316,6 +331,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             retry=options["retry"],
             observer=metrics,
         )
+    access = auth_config.access(options, reactor)
     settings = Settings(
         static=FilePath(str(options["static"])),
         max_body=options["max-body"],
@@ -324,6 +340,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         publish_token=options["publish-token"],
         protect_api=options["protect-api"],
         cors_origins=tuple(options["cors-origin"]),
+        gate=access.gate,
+        verifier=access.verifier,
+        publish_open=options["publish-open"],
     )
     service = sse_service(
         hub,
@@ -342,6 +361,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         StreamServerEndpointService(
             serverFromString(reactor, options["metrics"]), metrics.site()
         ).setServiceParent(service)
+    for child in access.services:
+        child.setServiceParent(service)
     if shared is not None:
         shared.feed(hub)
         shared.setServiceParent(service)
