@@ -366,4 +366,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if shared is not None:
         shared.feed(hub)
         shared.setServiceParent(service)
+        if metrics is not None:
+            metrics.watch_shared_log(shared)
     return service
