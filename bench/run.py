@@ -37,6 +37,10 @@ from pathlib import Path
 from typing import IO, Any
 
 BENCH = Path(__file__).resolve().parent
+# The tests' redis-server launcher (standard library only) serves here too.
+sys.path.insert(0, str(BENCH.parent / "tests"))
+from redis_server import REDIS_SERVER, free_port, running_redis  # noqa: E402
+
 LOADGEN_SOURCE = BENCH / "loadgen.c"
 LOADGEN = BENCH / "build" / "loadgen"
 CSERVER_SOURCE = BENCH / "cserver.c"
@@ -60,12 +64,15 @@ SERVERS = (
     "ssedemo-python",
     "ssedemo-metrics",
     "c-epoll",
+    "ssedemo-redis",
     "starlette",
     "aiohttp",
     "node",
     "ssedemo-hs256",
     "ssedemo-es256",
 )
+REDIS_SERVERS = frozenset({"ssedemo-redis"})
+"""Servers run with a redis-server of their own, whose CPU counts as theirs."""
 PYTHON_PEERS = frozenset({"starlette", "aiohttp"})
 
 START_DEADLINE = 30.0  # seconds for a server to listen
@@ -152,16 +159,22 @@ def _make_peer_venv() -> Path:
 # The servers.
 
 
-def server_command(name: str, port: int) -> list[str]:
+def server_command(name: str, port: int, extra: Sequence[str] = ()) -> list[str]:
     """
+    @param extra: More arguments for ssedemo, such as C{--redis}.
     @return: The command that runs server C{name} on 127.0.0.1:C{port}.
     """
-    if name in ("ssedemo", "ssedemo-python") or name in JWT_SERVERS:
+    if (
+        name in ("ssedemo", "ssedemo-python")
+        or name in REDIS_SERVERS
+        or name in JWT_SERVERS
+    ):
         twistd = str(Path(sys.executable).with_name("twistd"))
         where = f"tcp:{port}:interface=127.0.0.1"
         command = [twistd, "-n", "ssedemo", "--port", where, "--heartbeat", "0"]
         if name in JWT_SERVERS:
             command += ["--jwt-key", JWT_KEY, "--jwt-algorithm", JWT_SERVERS[name]]
+        command = [*command, *extra]
         if name == "ssedemo-python":  # env execs twistd: the same process
             command = ["env", "SSEDEMO_PURE_PYTHON=1", *command]
         return command
@@ -214,16 +227,6 @@ def stream_path(name: str, workdir: Path) -> str:
     return "/sse?access_token=" + jwt.encode(claims, signing, algorithm=algorithm)
 
 
-def free_port() -> int:
-    """
-    @return: A TCP port on 127.0.0.1 that nothing listens on right now.
-    """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def tail(path: Path, lines: int = 5) -> str:
     """
     @return: The last lines of a log file, for an error message.
@@ -272,21 +275,42 @@ def stop(process: subprocess.Popen[bytes]) -> str | None:
 
 
 @contextmanager
+def backing_redis(name: str) -> Iterator[tuple[list[str], list[int]]]:
+    """
+    Run a redis-server of its own (persistence off) for server C{name} if it
+    needs one, for the duration of the block.
+
+    @return: The arguments that point ssedemo to it, and its process id (so
+        that its CPU time counts as the server's); nothing for other servers.
+    """
+    if name not in REDIS_SERVERS:
+        yield [], []
+        return
+    with running_redis() as redis:
+        assert redis.process is not None
+        yield ["--redis", redis.url], [redis.process.pid]
+
+
+@contextmanager
 def running(
-    name: str, workdir: Path, command: Callable[[int], list[str]] | None = None
+    name: str,
+    workdir: Path,
+    command: Callable[[int], list[str]] | None = None,
+    extra: Sequence[str] = (),
 ) -> Iterator[tuple[int, int]]:
     """
     Run server C{name} for the duration of the block, its output going to
     a log file in C{workdir}.
 
     @param command: Makes the command for a port, if not L{server_command}'s.
+    @param extra: More arguments for ssedemo.
     @return: Its port and its process id.
     """
     port = free_port()
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            command(port) if command else server_command(name, port),
+            command(port) if command else server_command(name, port, extra),
             cwd=workdir,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -394,12 +418,15 @@ def machine_sample() -> dict[str, float]:
     }
 
 
-def sample(pid: int) -> dict[str, float]:
+def sample(pids: Sequence[int]) -> dict[str, float]:
     """
-    @return: What L{process_sample} and L{machine_sample} say now.
+    @return: What L{process_sample} says now, summed over the server's
+        processes C{pids}, and what L{machine_sample} says.
     """
     try:
-        return process_sample(pid) | machine_sample()
+        processes = [process_sample(pid) for pid in pids]
+        total = {key: sum(p[key] for p in processes) for key in processes[0]}
+        return total | machine_sample()
     except (OSError, ValueError, IndexError, KeyError) as e:
         raise BenchError(f"cannot read /proc: {e}") from None
 
@@ -516,12 +543,16 @@ def run_once(name: str, options: argparse.Namespace) -> dict[str, Any]:
         workdir = Path(tmp)
         try:
             path = stream_path(name, workdir)
-            with running(name, workdir) as (port, pid):
+            with (
+                backing_redis(name) as (extra, helpers),
+                running(name, workdir, extra=extra) as (port, pid),
+            ):
                 time.sleep(SETTLE)
-                samples = {"start": sample(pid)}
+                pids = [pid, *helpers]
+                samples = {"start": sample(pids)}
 
                 def on_phase(phase: str) -> None:
-                    samples[phase] = sample(pid)
+                    samples[phase] = sample(pids)
 
                 report = run_loadgen(port, options, workdir, on_phase, path)
             record["loadgen"] = report
@@ -641,6 +672,8 @@ def versions(servers: Sequence[str]) -> dict[str, str]:
         "cpus": f"{os.cpu_count()} x {cpu_model()}",
     }
     tools = {"gcc": ["gcc", "-dumpfullversion"]}
+    if REDIS_SERVERS & set(servers):
+        tools["redis"] = [REDIS_SERVER, "--version"]
     if "node" in servers:
         tools["node"] = ["node", "--version"]
     for name, command in tools.items():

@@ -25,6 +25,8 @@ from sse_twisted.jsonlog import STDOUT, JsonLog
 from sse_twisted.log import MemoryLog
 from sse_twisted.metrics import Metrics
 from sse_twisted.overload import ClientLimit
+from sse_twisted.redis_client import InvalidRedisURL, RedisAddress
+from sse_twisted.redis_log import redis_log
 from sse_twisted.service import sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
 
@@ -44,6 +46,7 @@ DEFAULT_PORT = "8080"
 
 _MAX_RETRY = 24 * 60 * 60 * 1000
 _MAX_HISTORY = 1_000_000
+_MIN_REDIS_HISTORY = 100
 _MAX_CLIENTS = 100_000_000
 
 
@@ -161,6 +164,19 @@ class Options(usage.Options):
             "File holding the bearer token that POST /publish requires.",
         ],
         [
+            "redis",
+            None,
+            None,
+            "Keep the events in a Redis stream, shared by every ssedemo on it:"
+            " redis://HOST:PORT/DB (default port 6379, database 0).",
+        ],
+        [
+            "redis-key",
+            None,
+            "ssedemo",
+            "The key of the Redis stream (with --redis).",
+        ],
+        [
             "log-json",
             None,
             None,
@@ -214,8 +230,26 @@ class Options(usage.Options):
             raise usage.UsageError(f"--static: {static} is not a directory")
         self["static"] = static
         self["publish-token"] = self._token()
+        self["redis"] = self._redis()
         self["log-json"] = _log_json_path(self["log-json"])
         auth_config.check(self)
+
+    def _redis(self) -> RedisAddress | None:
+        if not self["redis-key"]:
+            raise usage.UsageError("--redis-key must not be empty")
+        if self["redis"] is None:
+            return None
+        try:
+            address = RedisAddress.from_url(self["redis"])
+        except InvalidRedisURL as e:
+            raise usage.UsageError(
+                f"--redis: {e}; expected redis://HOST:PORT/DB"
+            ) from None
+        if self["history"] < _MIN_REDIS_HISTORY:
+            raise usage.UsageError(
+                f"--history must be at least {_MIN_REDIS_HISTORY} with --redis"
+            )
+        return address
 
     def _token(self) -> bytes | None:
         if self["publish-token"] and self["publish-token-file"]:
@@ -282,9 +316,18 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     clock: IReactorTime = reactor
     fanout = choose_fanout()
     log.info("fan-out: {fanout} ({why})", fanout=fanout.name, why=fanout.why)
+    address: RedisAddress | None = options["redis"]
+    shared = (
+        None
+        if address is None
+        else redis_log(reactor, address, options["redis-key"], options["history"])
+    )
     metrics = Metrics() if options["metrics"] else None
     hub = Hub(
-        clock, MemoryLog(options["history"]), observer=metrics, groups=fanout.groups
+        clock,
+        MemoryLog(options["history"]) if shared is None else shared,
+        observer=metrics,
+        groups=fanout.groups,
     )
     limit = None
     if options["max-clients"]:
@@ -311,7 +354,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     )
     service = sse_service(
         hub,
-        SSEApp(hub, settings, limit=limit, observer=metrics).site(),
+        SSEApp(hub, settings, limit=limit, observer=metrics, broker=shared).site(),
         *(serverFromString(reactor, port) for port in options["ports"]),
         clock=clock,
         heartbeat=options["heartbeat"],
@@ -328,4 +371,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         ).setServiceParent(service)
     for child in access.services:
         child.setServiceParent(service)
+    if shared is not None:
+        shared.feed(hub)
+        shared.setServiceParent(service)
+        if metrics is not None:
+            metrics.watch_shared_log(shared)
     return service
