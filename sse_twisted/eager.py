@@ -11,15 +11,20 @@ to Twisted's normal path for whatever the kernel did not take, and whenever
 anything is already queued, so bytes are never reordered.
 
 Use it as C{eagertcp:PORT[:backlog=N][:interface=ADDR]}, the same arguments
-as C{tcp:}. TLS (including HTTP/2) stays on Twisted's normal path.
+as C{tcp:}. TLS (including HTTP/2) stays on Twisted's normal path. A listening
+socket made elsewhere (by a parent process) is served eagerly too, with
+L{EagerAdoptedEndpoint}.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet import defer, tcp
+from twisted.internet.abstract import isIPv6Address
 from twisted.internet.interfaces import (
     IAddress,
     IListeningPort,
@@ -127,6 +132,76 @@ class EagerTCPServerEndpoint:
             self._port, factory, self._backlog, self._interface, self._reactor
         )
         port.startListening()
+        return port
+
+    def bind(self) -> socket.socket:
+        """
+        Bind and listen without accepting: the socket is for other processes
+        to serve, through L{EagerAdoptedEndpoint}.
+
+        @return: A non-blocking listening socket, not inherited by child
+            processes unless they are given it explicitly.
+        @raise OSError: If the address cannot be bound.
+        """
+        family = socket.AF_INET6 if isIPv6Address(self._interface) else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self._interface, self._port))
+            sock.listen(self._backlog)
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return sock
+
+
+def adopt_port(reactor: Any, fd: int, factory: IProtocolFactory) -> EagerPort:
+    """
+    Serve a listening TCP socket that is already open, with eager
+    connections.
+
+    Twisted's own C{reactor.adoptStreamPort} makes a plain C{tcp.Port},
+    whose connections take the slow write path; this makes an L{EagerPort}
+    the same way. It is the one place that calls Twisted's private
+    C{tcp.Port._fromListeningDescriptor}, so that a change there breaks one
+    function, which has its own test.
+
+    @param reactor: A reactor built on Twisted's own TCP support.
+    @param fd: The listening socket's descriptor, non-blocking. It stays
+        open: the port works on a duplicate of it.
+    @param factory: Builds the protocol of each accepted connection.
+    @return: The port, listening.
+    """
+    with socket.socket(fileno=os.dup(fd)) as probe:
+        family = probe.family
+    port = EagerPort._fromListeningDescriptor(reactor, fd, family, factory)
+    port.startListening()
+    return port
+
+
+@implementer(IStreamServerEndpoint)
+class EagerAdoptedEndpoint:
+    """
+    Serves a listening TCP socket inherited from another process (a
+    parent that bound it) with L{EagerPort}. The inherited descriptor is
+    closed once the port has its own duplicate.
+    """
+
+    def __init__(self, reactor: IReactorTCP, fd: int) -> None:
+        """
+        @param reactor: A reactor built on Twisted's own TCP support.
+        @param fd: The inherited listening socket's descriptor.
+        """
+        self._reactor = reactor
+        self._fd = fd
+
+    def listen(self, factory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
+        return defer.execute(self._adopt, factory)
+
+    def _adopt(self, factory: IProtocolFactory) -> IListeningPort:
+        port = adopt_port(self._reactor, self._fd, factory)
+        os.close(self._fd)
         return port
 
 

@@ -5,19 +5,27 @@ reorder nothing, including when the kernel takes only part of a write.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Generator
 from typing import Any
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, serverFromString
 from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
-from sse_twisted.eager import EagerServer, EagerTCPServerEndpoint
+from sse_twisted.eager import (
+    EagerAdoptedEndpoint,
+    EagerPort,
+    EagerServer,
+    EagerTCPServerEndpoint,
+)
 
 TIMEOUT = 20
 
@@ -69,17 +77,18 @@ class Accepted(Protocol):
 
 @defer.inlineCallbacks
 def connected_pair(
-    reactor: Any, expected: int
+    reactor: Any, expected: int, endpoint: IStreamServerEndpoint | None = None
 ) -> Generator[Any, Any, tuple[Any, EagerServer, Collector]]:
     """
-    Listen with eager TCP on 127.0.0.1 and connect one client.
+    Listen with eager TCP on 127.0.0.1 (or on C{endpoint}) and connect one
+    client.
 
     @return: The listening port, the server's transport and the client.
     """
     Accepted.connections = []
-    port = yield EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-        Factory.forProtocol(Accepted)
-    )
+    if endpoint is None:
+        endpoint = EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1")
+    port = yield endpoint.listen(Factory.forProtocol(Accepted))
     client = Collector(expected)
     yield TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
         Factory.forProtocol(lambda: client)
@@ -280,3 +289,49 @@ def test_parser_plugin(reactor: Any) -> None:
         7,
         "127.0.0.2",
     )
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_adopted_socket_is_served_eagerly(
+    reactor: Any,
+) -> Generator[Any, Any, None]:
+    """
+    A socket bound (not accepted on) by one process and inherited by another,
+    as C{--workers} does, is served with eager connections.
+    """
+    bound = EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1").bind()
+    inherited = os.dup(bound.fileno())
+    port, server, client = yield connected_pair(
+        reactor, len(b"<hi>\n"), EagerAdoptedEndpoint(reactor, inherited)
+    )
+    assert isinstance(port, EagerPort)
+    assert port.getHost().port == bound.getsockname()[1]
+    client.transport.write(b"hi")  # type: ignore[union-attr]
+    yield client.complete.addTimeout(TIMEOUT, reactor)
+    assert bytes(client.received) == b"<hi>\n"
+    yield hang_up(reactor, port, server, client)
+    bound.close()
+
+
+def test_binding_a_taken_port_fails(reactor: Any) -> None:
+    endpoint = EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1")
+    with endpoint.bind() as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError):
+            EagerTCPServerEndpoint(reactor, port, interface="127.0.0.1").bind()
+
+
+@pytest_twisted.inlineCallbacks
+def test_adopting_closes_the_inherited_descriptor(
+    reactor: Any,
+) -> Generator[Any, Any, None]:
+    """
+    The port works on a duplicate; the inherited descriptor is closed.
+    """
+    with EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1").bind() as bound:
+        inherited = os.dup(bound.fileno())
+        port = yield EagerAdoptedEndpoint(reactor, inherited).listen(Factory())
+        with pytest.raises(OSError):
+            os.fstat(inherited)
+        assert port.fileno() != inherited
+        yield port.stopListening()
