@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import re
 from dataclasses import dataclass
 from functools import partial
@@ -220,11 +221,17 @@ class SSEApp:
     @app.route("/health", methods=["GET", "HEAD"])
     def health(self, request: IRequest) -> bytes:
         """
-        Report that the server is up, with its open streams and last event id.
+        Report that the server is up, with its open streams, last event id
+        and process id (which tells the workers of C{--workers} apart).
         """
         return json_body(
             request,
-            {"status": "ok", "streams": len(self.hub), "lastEventId": self.hub.last_id},
+            {
+                "status": "ok",
+                "streams": len(self.hub),
+                "lastEventId": self.hub.last_id,
+                "pid": os.getpid(),
+            },
         )
 
     def _topics(self, request: IRequest) -> list[str]:

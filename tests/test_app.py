@@ -6,6 +6,7 @@ server over in-memory transports.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -543,4 +544,5 @@ def test_health(hub_client: tuple[Client, Hub]) -> None:
         "status": "ok",
         "streams": 1,
         "lastEventId": "t-1",
+        "pid": os.getpid(),
     }
