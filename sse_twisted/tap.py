@@ -4,21 +4,25 @@ The C{twistd ssedemo} command line: options and the service they describe.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
 from sse_twisted.app import Settings, SSEApp
+from sse_twisted.eager import EagerTCPServerEndpoint
 from sse_twisted.hub import Hub
 from sse_twisted.log import MemoryLog
 from sse_twisted.redis_client import InvalidRedisURL, RedisAddress
 from sse_twisted.service import sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
+from sse_twisted.workers import WorkerSupervisor
 
 BUNDLED_STATIC = Path(__file__).parent / "static"
 """The client page shipped with the package."""
@@ -32,6 +36,7 @@ default of 50 overflows when thousands of clients connect at once.
 _MAX_RETRY = 24 * 60 * 60 * 1000
 _MAX_HISTORY = 1_000_000
 _MIN_REDIS_HISTORY = 100
+_MAX_WORKERS = 1024
 
 
 def endpoint_description(port: str) -> str:
@@ -142,6 +147,14 @@ class Options(usage.Options):
             "ssedemo",
             "The key of the Redis stream (with --redis).",
         ],
+        [
+            "workers",
+            None,
+            1,
+            "Worker processes serving the one TCP port, restarted if they"
+            " die (more than 1 needs --redis).",
+            int,
+        ],
     ]
 
     def __init__(self) -> None:
@@ -170,6 +183,33 @@ class Options(usage.Options):
         self["static"] = static
         self["publish-token"] = self._token()
         self["redis"] = self._redis()
+        self._check_workers()
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """
+        Parse the command line, and keep it in C{argv}: the worker processes
+        of C{--workers} are given the same one.
+
+        @param options: The arguments; C{sys.argv[1:]} by default.
+        """
+        self.argv = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
+
+    def _check_workers(self) -> None:
+        _check_range(self, "workers", 1, _MAX_WORKERS)
+        if self["workers"] == 1:
+            return
+        if self["redis"] is None:
+            raise usage.UsageError(
+                "--workers needs --redis: each worker would keep its own"
+                " in-memory event log, so clients would miss the events"
+                " published through the other workers"
+            )
+        if not self["port"].startswith("eagertcp:"):
+            raise usage.UsageError(
+                "--workers shares one TCP port (a number or tcp:...) between"
+                f" the workers; it cannot share {self['port'].partition(':')[0]}:"
+            )
 
     def _redis(self) -> RedisAddress | None:
         if not self["redis-key"]:
@@ -213,17 +253,31 @@ def _check_range(options: Options, name: str, low: float, high: float) -> None:
         raise usage.UsageError(f"--{name} must be between {low} and {high}")
 
 
-def makeService(options: Options, reactor: Any = None) -> IService:
+def makeService(
+    options: Options,
+    reactor: Any = None,
+    endpoint: IStreamServerEndpoint | None = None,
+) -> IService:
     """
     Build the server that C{options} describe.
 
     @param options: Parsed L{Options}.
     @param reactor: The reactor to listen with and to time by; the global
         one by default.
-    @return: The service for C{twistd} to run.
+    @param endpoint: Where to serve instead of C{--port}: a worker process
+        serves the socket its parent bound.
+    @return: The service for C{twistd} to run: the server, or with
+        C{--workers N} (and no C{endpoint}) the supervisor of N worker
+        processes, each running the server.
     """
     if reactor is None:
         from twisted.internet import reactor
+    if endpoint is None:
+        endpoint = serverFromString(reactor, options["port"])
+        if options["workers"] > 1:
+            # Options allows --workers with eager TCP endpoints only.
+            shared = cast(EagerTCPServerEndpoint, endpoint)
+            return WorkerSupervisor(reactor, shared, options.argv, options["workers"])
     clock: IReactorTime = reactor
     hub = Hub(clock, MemoryLog(options["history"]))
     settings = Settings(
@@ -238,7 +292,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     return sse_service(
         hub,
         SSEApp(hub, settings).site(),
-        serverFromString(reactor, options["port"]),
+        endpoint,
         clock=clock,
         heartbeat=options["heartbeat"],
         keepalive=options["keepalive"],

@@ -11,9 +11,10 @@ from twisted.application.internet import StreamServerEndpointService, TimerServi
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 
-from sse_twisted.eager import EagerTCPServerEndpoint
+from sse_twisted.eager import EagerAdoptedEndpoint, EagerTCPServerEndpoint
 from sse_twisted.redis_client import RedisAddress
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
+from sse_twisted.workers import WorkerSupervisor
 
 
 def parse(*args: str) -> Options:
@@ -202,6 +203,7 @@ def test_every_option_is_in_help() -> None:
         "--cors-origin",
         "--redis",
         "--redis-key",
+        "--workers",
     ):
         assert name in text
     assert "[default: 8080]" in text
@@ -230,3 +232,66 @@ def test_make_service_without_timers() -> None:
     reactor = MemoryReactorClock()
     service = makeService(parse("--heartbeat", "0", "--keepalive", "0"), reactor)
     assert not any(isinstance(c, TimerService) for c in service)  # type: ignore[attr-defined]
+
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+def test_workers_need_redis() -> None:
+    """
+    C{--workers} without C{--redis} is refused, saying why.
+    """
+    with pytest.raises(UsageError) as refused:
+        parse("--workers", "2")
+    assert str(refused.value).startswith("--workers needs --redis")
+    assert "miss the events" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "port",
+    ["unix:/tmp/sse.sock", "tcp6:8080"],
+)
+def test_workers_share_tcp_ports_only(port: str) -> None:
+    kind = port.partition(":")[0]
+    with pytest.raises(UsageError, match=f"cannot share {kind}:"):
+        parse("--workers", "2", "--redis", REDIS, "--port", port)
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "1025"])
+def test_workers_count_is_checked(count: str) -> None:
+    with pytest.raises(UsageError, match="--workers must be between 1 and 1024"):
+        parse("--workers", count, "--redis", REDIS)
+
+
+def test_one_worker_is_the_single_process() -> None:
+    """
+    C{--workers 1}, the default, is the server itself (also without Redis).
+    """
+    reactor = MemoryReactorClock()
+    service = makeService(parse("--workers", "1"), reactor)
+    assert not isinstance(service, WorkerSupervisor)
+    assert any(isinstance(c, StreamServerEndpointService) for c in service)  # type: ignore[attr-defined]
+
+
+def test_workers_make_a_supervisor() -> None:
+    """
+    With C{--workers N} the service is the parent of N workers, each given
+    the same arguments.
+    """
+    args = ["--port", "tcp:0:interface=127.0.0.1", "--redis", REDIS, "--workers", "3"]
+    service = makeService(parse(*args), MemoryReactorClock())
+    assert isinstance(service, WorkerSupervisor)
+    assert service._argv == args
+    assert service._count == 3
+
+
+def test_make_service_on_a_given_endpoint() -> None:
+    """
+    A worker's service serves the endpoint it is given, not C{--port}.
+    """
+    endpoint = EagerAdoptedEndpoint(MemoryReactorClock(), 3)
+    service = makeService(
+        parse("--redis", REDIS, "--workers", "2"), MemoryReactorClock(), endpoint
+    )
+    [web] = [c for c in service if isinstance(c, StreamServerEndpointService)]  # type: ignore[attr-defined]
+    assert web.endpoint is endpoint
