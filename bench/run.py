@@ -39,7 +39,7 @@ from typing import IO, Any
 BENCH = Path(__file__).resolve().parent
 # The tests' redis-server launcher (standard library only) serves here too.
 sys.path.insert(0, str(BENCH.parent / "tests"))
-from redis_server import free_port  # noqa: E402
+from redis_server import REDIS_SERVER, free_port, running_redis  # noqa: E402
 
 LOADGEN_SOURCE = BENCH / "loadgen.c"
 LOADGEN = BENCH / "build" / "loadgen"
@@ -55,7 +55,9 @@ PEER_PACKAGES = (
 )
 # What the versions section names for the peers (starlette comes along).
 PEER_VERSIONS = ("sse-starlette", "starlette", *PEER_PACKAGES[1:])
-SERVERS = ("ssedemo", "starlette", "aiohttp", "node")
+SERVERS = ("ssedemo", "ssedemo-redis", "starlette", "aiohttp", "node")
+REDIS_SERVERS = frozenset({"ssedemo-redis"})
+"""Servers run with a redis-server of their own, whose CPU counts as theirs."""
 PYTHON_PEERS = frozenset({"starlette", "aiohttp"})
 
 START_DEADLINE = 30.0  # seconds for a server to listen
@@ -141,14 +143,15 @@ def _make_peer_venv() -> Path:
 # The servers.
 
 
-def server_command(name: str, port: int) -> list[str]:
+def server_command(name: str, port: int, extra: Sequence[str] = ()) -> list[str]:
     """
+    @param extra: More arguments for ssedemo, such as C{--redis}.
     @return: The command that runs server C{name} on 127.0.0.1:C{port}.
     """
-    if name == "ssedemo":
+    if name == "ssedemo" or name in REDIS_SERVERS:
         twistd = str(Path(sys.executable).with_name("twistd"))
         where = f"tcp:{port}:interface=127.0.0.1"
-        return [twistd, "-n", "ssedemo", "--port", where, "--heartbeat", "0"]
+        return [twistd, "-n", "ssedemo", "--port", where, "--heartbeat", "0", *extra]
     if name in PYTHON_PEERS:
         return [str(peer_python()), str(PEERS / f"{name}_peer.py"), str(port)]
     if name == "node":
@@ -204,18 +207,38 @@ def stop(process: subprocess.Popen[bytes]) -> str | None:
 
 
 @contextmanager
-def running(name: str, workdir: Path) -> Iterator[tuple[int, int]]:
+def backing_redis(name: str) -> Iterator[tuple[list[str], list[int]]]:
+    """
+    Run a redis-server of its own (persistence off) for server C{name} if it
+    needs one, for the duration of the block.
+
+    @return: The arguments that point ssedemo to it, and its process id (so
+        that its CPU time counts as the server's); nothing for other servers.
+    """
+    if name not in REDIS_SERVERS:
+        yield [], []
+        return
+    with running_redis() as redis:
+        assert redis.process is not None
+        yield ["--redis", redis.url], [redis.process.pid]
+
+
+@contextmanager
+def running(
+    name: str, workdir: Path, extra: Sequence[str] = ()
+) -> Iterator[tuple[int, int]]:
     """
     Run server C{name} for the duration of the block, its output going to
     a log file in C{workdir}.
 
+    @param extra: More arguments for ssedemo.
     @return: Its port and its process id.
     """
     port = free_port()
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            server_command(name, port),
+            server_command(name, port, extra),
             cwd=workdir,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -323,12 +346,15 @@ def machine_sample() -> dict[str, float]:
     }
 
 
-def sample(pid: int) -> dict[str, float]:
+def sample(pids: Sequence[int]) -> dict[str, float]:
     """
-    @return: What L{process_sample} and L{machine_sample} say now.
+    @return: What L{process_sample} says now, summed over the server's
+        processes C{pids}, and what L{machine_sample} says.
     """
     try:
-        return process_sample(pid) | machine_sample()
+        processes = [process_sample(pid) for pid in pids]
+        total = {key: sum(p[key] for p in processes) for key in processes[0]}
+        return total | machine_sample()
     except (OSError, ValueError, IndexError, KeyError) as e:
         raise BenchError(f"cannot read /proc: {e}") from None
 
@@ -419,17 +445,21 @@ def run_once(name: str, options: argparse.Namespace) -> dict[str, Any]:
     @return: The loadgen's report and the server-side figures, or the error.
     """
     record: dict[str, Any] = {"server": name, "error": None}
-    if name == "ssedemo":
+    if name.startswith("ssedemo"):
         record["revision"] = ssedemo_revision()
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         workdir = Path(tmp)
         try:
-            with running(name, workdir) as (port, pid):
+            with (
+                backing_redis(name) as (extra, helpers),
+                running(name, workdir, extra) as (port, pid),
+            ):
                 time.sleep(SETTLE)
-                samples = {"start": sample(pid)}
+                pids = [pid, *helpers]
+                samples = {"start": sample(pids)}
 
                 def on_phase(phase: str) -> None:
-                    samples[phase] = sample(pid)
+                    samples[phase] = sample(pids)
 
                 report = run_loadgen(port, options, workdir, on_phase)
             record["loadgen"] = report
@@ -549,6 +579,8 @@ def versions(servers: Sequence[str]) -> dict[str, str]:
         "cpus": f"{os.cpu_count()} x {cpu_model()}",
     }
     tools = {"gcc": ["gcc", "-dumpfullversion"]}
+    if REDIS_SERVERS & set(servers):
+        tools["redis"] = [REDIS_SERVER, "--version"]
     if "node" in servers:
         tools["node"] = ["node", "--version"]
     for name, command in tools.items():

@@ -11,9 +11,9 @@ to Twisted's normal path for whatever the kernel did not take, and whenever
 anything is already queued, so bytes are never reordered.
 
 Use it as C{eagertcp:PORT[:backlog=N][:interface=ADDR]}, the same arguments
-as C{tcp:}. TLS (including HTTP/2) stays on Twisted's normal path. A listening
-socket made elsewhere (by a parent process) is served eagerly too, with
-L{EagerAdoptedEndpoint}.
+as C{tcp:}, or as C{eagersystemd:domain=INET:index=N} (or C{name=NAME}), the
+same arguments as C{systemd:}, for a socket passed by systemd. TLS (including
+HTTP/2) stays on Twisted's normal path.
 """
 
 from __future__ import annotations
@@ -23,8 +23,13 @@ import socket
 from collections.abc import Iterable
 from typing import Any
 
-from twisted.internet import defer, tcp
+from twisted.internet import defer, fdesc, tcp
 from twisted.internet.abstract import isIPv6Address
+from twisted.internet.endpoints import (
+    AdoptedStreamServerEndpoint,
+    quoteStringArgument,
+    serverFromString,
+)
 from twisted.internet.interfaces import (
     IAddress,
     IListeningPort,
@@ -35,6 +40,8 @@ from twisted.internet.interfaces import (
 )
 from twisted.plugin import IPlugin
 from zope.interface import implementer
+
+from sse_twisted.limits import SparingPort
 
 
 class EagerServer(tcp.Server):
@@ -95,12 +102,35 @@ class EagerServer(tcp.Server):
         )
 
 
-class EagerPort(tcp.Port):
+class EagerPort(SparingPort):
     """
-    A listening TCP port whose connections are L{EagerServer}s.
+    A listening TCP port whose connections are L{EagerServer}s, and which
+    copes with a full descriptor table (L{SparingPort}).
     """
 
     transport = EagerServer
+
+    @classmethod
+    def adopt(
+        cls, reactor: Any, fileno: int, family: int, factory: IProtocolFactory
+    ) -> EagerPort:
+        """
+        Listen on a socket that is already bound and listening (passed by
+        systemd, or by a parent process), as C{reactor.adoptStreamPort}
+        does for Twisted's own port. The one place that uses Twisted's
+        private C{tcp.Port._fromListeningDescriptor}.
+
+        @param reactor: The reactor.
+        @param fileno: The socket's descriptor; it is duplicated, and the
+            caller closes its own.
+        @param family: C{AF_INET} or C{AF_INET6}.
+        @param factory: Builds the protocol of each connection.
+        @return: The port, listening.
+        """
+        fdesc.setNonBlocking(fileno)
+        port: EagerPort = cls._fromListeningDescriptor(reactor, fileno, family, factory)
+        port.startListening()
+        return port
 
 
 @implementer(IStreamServerEndpoint)
@@ -137,7 +167,7 @@ class EagerTCPServerEndpoint:
     def bind(self) -> socket.socket:
         """
         Bind and listen without accepting: the socket is for other processes
-        to serve, through L{EagerAdoptedEndpoint}.
+        to serve (the workers of C{--workers}, through L{EagerPort.adopt}).
 
         @return: A non-blocking listening socket, not inherited by child
             processes unless they are given it explicitly.
@@ -154,55 +184,6 @@ class EagerTCPServerEndpoint:
             raise
         sock.setblocking(False)
         return sock
-
-
-def adopt_port(reactor: Any, fd: int, factory: IProtocolFactory) -> EagerPort:
-    """
-    Serve a listening TCP socket that is already open, with eager
-    connections.
-
-    Twisted's own C{reactor.adoptStreamPort} makes a plain C{tcp.Port},
-    whose connections take the slow write path; this makes an L{EagerPort}
-    the same way. It is the one place that calls Twisted's private
-    C{tcp.Port._fromListeningDescriptor}, so that a change there breaks one
-    function, which has its own test.
-
-    @param reactor: A reactor built on Twisted's own TCP support.
-    @param fd: The listening socket's descriptor, non-blocking. It stays
-        open: the port works on a duplicate of it.
-    @param factory: Builds the protocol of each accepted connection.
-    @return: The port, listening.
-    """
-    with socket.socket(fileno=os.dup(fd)) as probe:
-        family = probe.family
-    port = EagerPort._fromListeningDescriptor(reactor, fd, family, factory)
-    port.startListening()
-    return port
-
-
-@implementer(IStreamServerEndpoint)
-class EagerAdoptedEndpoint:
-    """
-    Serves a listening TCP socket inherited from another process (a
-    parent that bound it) with L{EagerPort}. The inherited descriptor is
-    closed once the port has its own duplicate.
-    """
-
-    def __init__(self, reactor: IReactorTCP, fd: int) -> None:
-        """
-        @param reactor: A reactor built on Twisted's own TCP support.
-        @param fd: The inherited listening socket's descriptor.
-        """
-        self._reactor = reactor
-        self._fd = fd
-
-    def listen(self, factory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
-        return defer.execute(self._adopt, factory)
-
-    def _adopt(self, factory: IProtocolFactory) -> IListeningPort:
-        port = adopt_port(self._reactor, self._fd, factory)
-        os.close(self._fd)
-        return port
 
 
 @implementer(IPlugin, IStreamServerEndpointStringParser)
@@ -228,3 +209,71 @@ class EagerTCPParser:
         @return: The endpoint.
         """
         return EagerTCPServerEndpoint(reactor, int(port), int(backlog), interface)
+
+
+@implementer(IStreamServerEndpoint)
+class EagerAdoptedEndpoint:
+    """
+    Listens on a TCP socket passed by systemd with L{EagerPort}; sockets of
+    other families are left to Twisted's own adoption.
+    """
+
+    def __init__(self, adopted: AdoptedStreamServerEndpoint) -> None:
+        """
+        @param adopted: Twisted's endpoint for the same socket.
+        """
+        self._adopted = adopted
+
+    def listen(self, factory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
+        if self._adopted.addressFamily not in (socket.AF_INET, socket.AF_INET6):
+            return self._adopted.listen(factory)
+        return defer.execute(self._listen, factory)
+
+    def _listen(self, factory: IProtocolFactory) -> IListeningPort:
+        adopted = self._adopted
+        port = EagerPort.adopt(
+            adopted.reactor, adopted.fileno, adopted.addressFamily, factory
+        )
+        os.close(adopted.fileno)
+        return port
+
+
+@implementer(IPlugin, IStreamServerEndpointStringParser)
+class EagerSystemdParser:
+    """
+    Parses C{eagersystemd:} server endpoint descriptions: the arguments of
+    Twisted's C{systemd:} (C{domain}, and C{index} or C{name}).
+    """
+
+    prefix = "eagersystemd"
+
+    def parseStreamServer(  # type: ignore[override]
+        self,
+        reactor: Any,
+        domain: str,
+        index: str | None = None,
+        name: str | None = None,
+    ) -> EagerAdoptedEndpoint:
+        """
+        @param reactor: The reactor.
+        @param domain: The socket's family without C{AF_}: C{INET}, C{INET6}.
+        @param index: The socket's place among those passed.
+        @param name: The socket's name (C{FileDescriptorName=}).
+        @return: The endpoint.
+        @raise ValueError: If systemd passed no such socket.
+        """
+        arguments = {"domain": domain, "index": index, "name": name}
+        description = "systemd:" + ":".join(
+            f"{key}={quoteStringArgument(value)}"
+            for key, value in arguments.items()
+            if value is not None
+        )
+        try:
+            adopted = serverFromString(reactor, description)
+        except (IndexError, KeyError):
+            raise ValueError(
+                "systemd passed no such socket (a .socket unit, or"
+                " systemd-socket-activate with --fdname, sets LISTEN_FDS and"
+                " LISTEN_FDNAMES)"
+            ) from None
+        return EagerAdoptedEndpoint(adopted)

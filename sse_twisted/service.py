@@ -18,6 +18,8 @@ from twisted.web.server import Site
 
 from sse_twisted.event import encode_retry
 from sse_twisted.hub import Hub
+from sse_twisted.jsonlog import JsonLog
+from sse_twisted.limits import OpenFilesLimit
 
 HEARTBEAT = json.dumps({"message": "Hello hello!"})
 
@@ -109,6 +111,7 @@ def sse_service(
     heartbeat: float,
     keepalive: float,
     retry: int,
+    json_log: JsonLog | None = None,
 ) -> MultiService:
     """
     Assemble the server.
@@ -121,10 +124,15 @@ def sse_service(
     @param keepalive: The silence, in seconds, after which an open stream
         gets a comment (at most a quarter of it late); C{0} for none.
     @param retry: The clients' reconnection delay, in milliseconds.
+    @param json_log: If given, started first and stopped last, so that it
+        sees all that the server logs.
     @return: A service that runs all of it, and ends the open streams
         gracefully when stopped.
     """
     server = MultiService()
+    if json_log is not None:
+        json_log.setServiceParent(server)
+    OpenFilesLimit().setServiceParent(server)
     GarbageCollectorTuning().setServiceParent(server)
     if heartbeat:
         _every(heartbeat, hub.broadcast, HEARTBEAT, clock=clock).setServiceParent(

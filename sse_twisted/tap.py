@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
 from twisted.python import usage
@@ -18,8 +18,10 @@ from twisted.python.filepath import FilePath
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.eager import EagerTCPServerEndpoint
 from sse_twisted.hub import Hub
+from sse_twisted.jsonlog import STDOUT, JsonLog
 from sse_twisted.log import MemoryLog
 from sse_twisted.redis_client import InvalidRedisURL, RedisAddress
+from sse_twisted.redis_log import redis_log
 from sse_twisted.service import sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
 from sse_twisted.workers import WorkerSupervisor
@@ -45,9 +47,10 @@ def endpoint_description(port: str) -> str:
 
     A bare number means TCP on that port. IPv4 TCP is served by
     L{sse_twisted.eager}'s C{eagertcp:} endpoint, which takes the same
-    arguments as C{tcp:} and writes faster; TCP endpoints get
-    L{DEFAULT_BACKLOG} unless they name a C{backlog} of their own. Other
-    descriptions (C{ssl:}, C{unix:}, C{systemd:}, ...) are left as they are.
+    arguments as C{tcp:} and writes faster, and sockets passed by systemd
+    by its C{eagersystemd:}, with the arguments of C{systemd:}; TCP
+    endpoints get L{DEFAULT_BACKLOG} unless they name a C{backlog} of their
+    own. Other descriptions (C{ssl:}, C{unix:}, ...) are left as they are.
 
     @param port: A port number or any endpoint description.
     @return: The endpoint description.
@@ -55,8 +58,8 @@ def endpoint_description(port: str) -> str:
     kind, _, rest = port.partition(":")
     if port.isdigit():
         kind, rest = "eagertcp", port
-    elif kind == "tcp":
-        kind = "eagertcp"
+    elif kind in ("tcp", "systemd"):
+        kind = "eager" + kind
     description = f"{kind}:{rest}" if rest else kind
     if kind in ("eagertcp", "tcp6") and "backlog=" not in rest:
         description += f":backlog={DEFAULT_BACKLOG}"
@@ -148,6 +151,13 @@ class Options(usage.Options):
             "The key of the Redis stream (with --redis).",
         ],
         [
+            "log-json",
+            None,
+            None,
+            "Also write every log event as one JSON line to this file (- for"
+            " standard output); the file is reopened on SIGUSR1.",
+        ],
+        [
             "workers",
             None,
             1,
@@ -183,6 +193,7 @@ class Options(usage.Options):
         self["static"] = static
         self["publish-token"] = self._token()
         self["redis"] = self._redis()
+        self["log-json"] = _log_json_path(self["log-json"])
         self._check_workers()
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
@@ -248,9 +259,38 @@ class Options(usage.Options):
         return token.encode("utf-8")
 
 
+def _log_json_path(path: str | None) -> str | None:
+    if path is None or path == STDOUT:
+        return path
+    absolute = Path(path).absolute()
+    try:
+        absolute.open("a").close()
+    except OSError as e:
+        raise usage.UsageError(f"--log-json: {e}") from e
+    return str(absolute)
+
+
 def _check_range(options: Options, name: str, low: float, high: float) -> None:
     if not low <= options[name] <= high:
         raise usage.UsageError(f"--{name} must be between {low} and {high}")
+
+
+def _supervisor(
+    options: Options, reactor: Any, endpoint: IStreamServerEndpoint
+) -> IService:
+    """
+    The parent of C{--workers N}: it writes C{--log-json}, the workers'
+    events included, which they send it.
+    """
+    parent = MultiService()
+    if options["log-json"]:
+        JsonLog(options["log-json"], reactor).setServiceParent(parent)
+    # Options allows --workers with eager TCP endpoints only.
+    port = cast(EagerTCPServerEndpoint, endpoint)
+    WorkerSupervisor(reactor, port, options.argv, options["workers"]).setServiceParent(
+        parent
+    )
+    return parent
 
 
 def makeService(
@@ -275,11 +315,15 @@ def makeService(
     if endpoint is None:
         endpoint = serverFromString(reactor, options["port"])
         if options["workers"] > 1:
-            # Options allows --workers with eager TCP endpoints only.
-            shared = cast(EagerTCPServerEndpoint, endpoint)
-            return WorkerSupervisor(reactor, shared, options.argv, options["workers"])
+            return _supervisor(options, reactor, endpoint)
     clock: IReactorTime = reactor
-    hub = Hub(clock, MemoryLog(options["history"]))
+    address: RedisAddress | None = options["redis"]
+    shared = (
+        None
+        if address is None
+        else redis_log(reactor, address, options["redis-key"], options["history"])
+    )
+    hub = Hub(clock, MemoryLog(options["history"]) if shared is None else shared)
     settings = Settings(
         static=FilePath(str(options["static"])),
         max_body=options["max-body"],
@@ -289,12 +333,17 @@ def makeService(
         protect_api=options["protect-api"],
         cors_origins=tuple(options["cors-origin"]),
     )
-    return sse_service(
+    server = sse_service(
         hub,
-        SSEApp(hub, settings).site(),
+        SSEApp(hub, settings, broker=shared).site(),
         endpoint,
         clock=clock,
         heartbeat=options["heartbeat"],
         keepalive=options["keepalive"],
         retry=options["retry"],
+        json_log=JsonLog(options["log-json"], reactor) if options["log-json"] else None,
     )
+    if shared is not None:
+        shared.feed(hub)
+        shared.setServiceParent(server)
+    return server

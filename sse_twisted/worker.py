@@ -14,13 +14,16 @@ no pidfile and logs JSON lines to standard output, for the parent's log.
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
 
 from twisted.internet import fdesc
+from twisted.internet.endpoints import AdoptedStreamServerEndpoint
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import globalLogBeginner, jsonFileLogObserver
@@ -71,13 +74,24 @@ def stop_reactor(reactor: Any) -> None:
         reactor.stop()
 
 
+def inherited_endpoint(reactor: Any, fd: int) -> EagerAdoptedEndpoint:
+    """
+    @return: An endpoint that serves the inherited listening socket C{fd}
+        with eager connections (and closes C{fd} once it has its own copy).
+    """
+    with socket.socket(fileno=os.dup(fd)) as probe:
+        family = probe.family
+    return EagerAdoptedEndpoint(AdoptedStreamServerEndpoint(reactor, fd, family))
+
+
 def run(reactor: Any, options: Options) -> None:
     """
     Serve the inherited socket with the server C{options} describe, until
     C{SIGTERM} or the parent's end.
     """
     globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stdout)])
-    service = makeService(options, reactor, EagerAdoptedEndpoint(reactor, LISTENING_FD))
+    options["log-json"] = None  # the parent writes it, these events included
+    service = makeService(options, reactor, inherited_endpoint(reactor, LISTENING_FD))
     reactor.addReader(ParentWatch(PARENT_FD, lambda: stop_reactor(reactor)))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     reactor.callWhenRunning(service.startService)

@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ClientEndpoint, serverFromString
+from twisted.internet.endpoints import (
+    AdoptedStreamServerEndpoint,
+    TCP4ClientEndpoint,
+    serverFromString,
+)
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
@@ -291,47 +297,74 @@ def test_parser_plugin(reactor: Any) -> None:
     )
 
 
+def listening_descriptor(family: int, address: Any) -> int:
+    """
+    @return: A descriptor of a socket bound to C{address} and listening, as
+        systemd passes it.
+    """
+    with socket.socket(family, socket.SOCK_STREAM) as listener:
+        listener.bind(address)
+        listener.listen(5)
+        return os.dup(listener.fileno())
+
+
 @pytest_twisted.inlineCallbacks
-def test_an_adopted_socket_is_served_eagerly(
+def test_adopted_tcp_socket_is_served_eagerly(
     reactor: Any,
 ) -> Generator[Any, Any, None]:
     """
-    A socket bound (not accepted on) by one process and inherited by another,
-    as C{--workers} does, is served with eager connections.
+    A TCP socket passed by systemd is listened on with L{EagerPort}, whose
+    connections are eager; the passed descriptor is closed (the port has
+    its own copy), so that nothing listens once the port stops.
     """
-    bound = EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1").bind()
-    inherited = os.dup(bound.fileno())
-    port, server, client = yield connected_pair(
-        reactor, len(b"<hi>\n"), EagerAdoptedEndpoint(reactor, inherited)
+    fd = listening_descriptor(socket.AF_INET, ("127.0.0.1", 0))
+    adopted = EagerAdoptedEndpoint(
+        AdoptedStreamServerEndpoint(reactor, fd, socket.AF_INET)
     )
+    port, server, client = yield connected_pair(reactor, 8, adopted)
     assert isinstance(port, EagerPort)
-    assert port.getHost().port == bound.getsockname()[1]
-    client.transport.write(b"hi")  # type: ignore[union-attr]
+    server.write(b"adopted!")
     yield client.complete.addTimeout(TIMEOUT, reactor)
-    assert bytes(client.received) == b"<hi>\n"
+    assert bytes(client.received) == b"adopted!"
+    address = ("127.0.0.1", port.getHost().port)
     yield hang_up(reactor, port, server, client)
-    bound.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(address, timeout=TIMEOUT).close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_adopted_unix_socket_is_left_to_twisted(
+    reactor: Any, tmp_path: Path
+) -> Generator[Any, Any, None]:
+    fd = listening_descriptor(socket.AF_UNIX, str(tmp_path / "s"))
+    adopted = EagerAdoptedEndpoint(
+        AdoptedStreamServerEndpoint(reactor, fd, socket.AF_UNIX)
+    )
+    port = yield adopted.listen(Factory.forProtocol(Accepted))
+    assert not isinstance(port, EagerPort)
+    assert port.getHost().name == str(tmp_path / "s").encode()
+    yield port.stopListening()
+
+
+@pytest.mark.parametrize(
+    "description", ["eagersystemd:domain=INET:index=0", "eagersystemd:INET:name=web"]
+)
+def test_systemd_parser_without_a_passed_socket(reactor: Any, description: str) -> None:
+    """
+    C{eagersystemd:} takes C{systemd:}'s arguments; without a socket passed
+    by systemd it says so.
+    """
+    with pytest.raises(ValueError, match="systemd passed no such socket"):
+        serverFromString(reactor, description)
 
 
 def test_binding_a_taken_port_fails(reactor: Any) -> None:
+    """
+    C{bind} (the parent of C{--workers}) fails, as C{listen} does, on a port
+    already taken.
+    """
     endpoint = EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1")
     with endpoint.bind() as taken:
         port = taken.getsockname()[1]
         with pytest.raises(OSError):
             EagerTCPServerEndpoint(reactor, port, interface="127.0.0.1").bind()
-
-
-@pytest_twisted.inlineCallbacks
-def test_adopting_closes_the_inherited_descriptor(
-    reactor: Any,
-) -> Generator[Any, Any, None]:
-    """
-    The port works on a duplicate; the inherited descriptor is closed.
-    """
-    with EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1").bind() as bound:
-        inherited = os.dup(bound.fileno())
-        port = yield EagerAdoptedEndpoint(reactor, inherited).listen(Factory())
-        with pytest.raises(OSError):
-            os.fstat(inherited)
-        assert port.fileno() != inherited
-        yield port.stopListening()

@@ -100,14 +100,14 @@ def log_match(path: Path, pattern: bytes) -> re.Match[bytes] | None:
     return re.search(pattern, path.read_bytes()) if path.exists() else None
 
 
-def test_daemon_mode(outside: Path) -> None:
+def start_daemon(run: Path, *args: str) -> tuple[int, int]:
     """
-    With a pidfile and a logfile, twistd goes to the background, logs to the
-    file, serves, and on SIGTERM ends open streams (telling them when to
-    come back), removes the pidfile and exits.
+    Start C{twistd ssedemo} as a daemon from C{run}, with its pidfile and log
+    there (C{ssedemo.pid}, C{ssedemo.log}), on a free port of 127.0.0.1.
+
+    @param args: More C{ssedemo} options.
+    @return: The port and the daemon's process id.
     """
-    run = outside / "run"
-    run.mkdir()
     pidfile, logfile = run / "ssedemo.pid", run / "ssedemo.log"
     started = subprocess.run(
         [
@@ -119,8 +119,9 @@ def test_daemon_mode(outside: Path) -> None:
             "ssedemo",
             "--port",
             "tcp:0:interface=127.0.0.1",
+            *args,
         ],
-        cwd=outside,
+        cwd=run,
         capture_output=True,
         timeout=DEADLINE,
     )
@@ -128,8 +129,19 @@ def test_daemon_mode(outside: Path) -> None:
     listening = eventually(
         lambda: log_match(logfile, rb"Site starting on (\d+)"), "the log's port"
     )
-    port = int(listening.group(1))
-    pid = int(pidfile.read_text())
+    return int(listening.group(1)), int(pidfile.read_text())
+
+
+def test_daemon_mode(outside: Path) -> None:
+    """
+    With a pidfile and a logfile, twistd goes to the background, logs to the
+    file, serves, and on SIGTERM ends open streams (telling them when to
+    come back), removes the pidfile and exits.
+    """
+    run = outside / "run"
+    run.mkdir()
+    pidfile, logfile = run / "ssedemo.pid", run / "ssedemo.log"
+    port, pid = start_daemon(run)
     try:
         assert get(f"http://127.0.0.1:{port}/")[0] == 200
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:

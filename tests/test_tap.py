@@ -11,8 +11,10 @@ from twisted.application.internet import StreamServerEndpointService, TimerServi
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 
-from sse_twisted.eager import EagerAdoptedEndpoint, EagerTCPServerEndpoint
+from sse_twisted.eager import EagerTCPServerEndpoint
+from sse_twisted.jsonlog import JsonLog
 from sse_twisted.redis_client import RedisAddress
+from sse_twisted.redis_log import RedisLog
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
 from sse_twisted.workers import WorkerSupervisor
 
@@ -234,6 +236,63 @@ def test_make_service_without_timers() -> None:
     assert not any(isinstance(c, TimerService) for c in service)  # type: ignore[attr-defined]
 
 
+def test_make_service_with_redis() -> None:
+    """
+    With C{--redis}, the service runs a Redis log that feeds the hub, and
+    the routes report the broker's state.
+    """
+    reactor = MemoryReactorClock()
+    options = parse("--redis", "redis://127.0.0.1:1/0", "--redis-key", "events")
+    service = makeService(options, reactor)
+    [shared] = [c for c in service if isinstance(c, RedisLog)]  # type: ignore[attr-defined]
+    assert shared._key == "events"
+    assert shared._history == 1000
+    assert not shared.available
+
+
+def test_log_json_path_is_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A relative C{--log-json} path is resolved at start, so that a daemon
+    that changes directory still writes where it was told; C{-} stays.
+    """
+    monkeypatch.chdir(tmp_path)
+    assert parse("--log-json", "events.json")["log-json"] == str(
+        tmp_path / "events.json"
+    )
+    assert parse("--log-json", "-")["log-json"] == "-"
+    assert parse()["log-json"] is None
+    assert "--log-json=" in str(Options())
+
+
+def test_log_json_that_cannot_be_written_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--log-json"):
+        parse("--log-json", str(tmp_path / "missing" / "events.json"))
+
+
+def test_log_json_starts_first_and_stops_last(tmp_path: Path) -> None:
+    reactor = MemoryReactorClock()
+    path = str(tmp_path / "events.json")
+    service = makeService(parse("--log-json", path), reactor)
+    children = list(service)  # type: ignore[call-overload]
+    assert isinstance(children[0], JsonLog)
+    assert children[0].path == path
+    assert not any(isinstance(c, JsonLog) for c in makeService(parse(), reactor))  # type: ignore[attr-defined]
+
+
+def test_systemd_sockets_are_served_eagerly() -> None:
+    """
+    C{systemd:} becomes C{eagersystemd:} with the same arguments; without a
+    socket passed by systemd, C{--port} says so.
+    """
+    assert endpoint_description("systemd:domain=INET:index=0") == (
+        "eagersystemd:domain=INET:index=0"
+    )
+    with pytest.raises(UsageError, match="--port: systemd passed no such socket"):
+        parse("--port", "systemd:domain=INET:index=0")
+
+
 REDIS = "redis://127.0.0.1:6379/0"
 
 
@@ -273,25 +332,29 @@ def test_one_worker_is_the_single_process() -> None:
     assert any(isinstance(c, StreamServerEndpointService) for c in service)  # type: ignore[attr-defined]
 
 
-def test_workers_make_a_supervisor() -> None:
+def test_workers_make_a_supervisor(tmp_path: Path) -> None:
     """
     With C{--workers N} the service is the parent of N workers, each given
-    the same arguments.
+    the same arguments; the parent writes C{--log-json} (the workers'
+    events reach it), from before the workers start until they have ended.
     """
-    args = ["--port", "tcp:0:interface=127.0.0.1", "--redis", REDIS, "--workers", "3"]
+    log = str(tmp_path / "log.json")
+    args = ["--port", "tcp:0:interface=127.0.0.1", "--redis", REDIS]
+    args += ["--workers", "3", "--log-json", log]
     service = makeService(parse(*args), MemoryReactorClock())
-    assert isinstance(service, WorkerSupervisor)
-    assert service._argv == args
-    assert service._count == 3
+    json_log, supervisor = list(service)  # type: ignore[call-overload]
+    assert isinstance(json_log, JsonLog)
+    assert isinstance(supervisor, WorkerSupervisor)
+    assert supervisor._argv == args
+    assert supervisor._count == 3
 
 
 def test_make_service_on_a_given_endpoint() -> None:
     """
     A worker's service serves the endpoint it is given, not C{--port}.
     """
-    endpoint = EagerAdoptedEndpoint(MemoryReactorClock(), 3)
-    service = makeService(
-        parse("--redis", REDIS, "--workers", "2"), MemoryReactorClock(), endpoint
-    )
+    reactor = MemoryReactorClock()
+    endpoint = EagerTCPServerEndpoint(reactor, 1234)
+    service = makeService(parse("--redis", REDIS, "--workers", "2"), reactor, endpoint)
     [web] = [c for c in service if isinstance(c, StreamServerEndpointService)]  # type: ignore[attr-defined]
     assert web.endpoint is endpoint

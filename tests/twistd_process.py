@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -39,8 +40,14 @@ class TwistdServer:
         port: int = 0,
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        open_files: int | None = None,
     ) -> None:
+        """
+        @param open_files: If given, the process's open-files limit (soft
+            and hard).
+        """
         self.port = port
+        self.open_files = open_files
         self.args = list(args)
         self.env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
         self.workdir = Path(tempfile.mkdtemp(prefix="ssedemo-"))
@@ -67,6 +74,7 @@ class TwistdServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=self.env,
+            preexec_fn=None if self.open_files is None else self._limit_open_files,
         )
         self._listening.clear()
         self._reader = threading.Thread(target=self._drain, daemon=True)
@@ -75,6 +83,20 @@ class TwistdServer:
             self.stop()
             raise AssertionError(f"twistd did not start:\n{self.output.decode()}")
         return self
+
+    def _limit_open_files(self) -> None:
+        assert self.open_files is not None
+        limit = (self.open_files, self.open_files)
+        resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+
+    def cpu_seconds(self) -> float:
+        """
+        @return: The CPU time (user and system) the process has used so far.
+        """
+        assert self.process is not None
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        user, system = stat.rpartition(")")[2].split()[11:13]
+        return (int(user) + int(system)) / os.sysconf("SC_CLK_TCK")
 
     def _drain(self) -> None:
         """

@@ -1,3 +1,4 @@
-from sse_twisted.eager import EagerTCPParser
+from sse_twisted.eager import EagerSystemdParser, EagerTCPParser
 
 eagertcp = EagerTCPParser()
+eagersystemd = EagerSystemdParser()
