@@ -12,8 +12,10 @@ from typing import Any
 import pytest_twisted
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ReactorNotRunning
+from twisted.internet.protocol import Factory
 
-from sse_twisted.worker import ParentWatch, stop_reactor
+from sse_twisted.eager import EagerPort, EagerTCPServerEndpoint
+from sse_twisted.worker import ParentWatch, inherited_endpoint, stop_reactor
 
 TIMEOUT = 20
 
@@ -50,3 +52,19 @@ def test_stop_reactor_twice_is_harmless() -> None:
     The parent's end may come while the worker is already stopping.
     """
     stop_reactor(StoppedReactor())
+
+
+@pytest_twisted.inlineCallbacks
+def test_inherited_endpoint_serves_either_family(
+    reactor: Any,
+) -> Generator[Any, Any, None]:
+    """
+    The inherited socket's family (IPv4 or IPv6) is found from the socket.
+    """
+    for interface in ("127.0.0.1", "::1"):
+        with EagerTCPServerEndpoint(reactor, 0, interface=interface).bind() as bound:
+            endpoint = inherited_endpoint(reactor, os.dup(bound.fileno()))
+            port = yield endpoint.listen(Factory())
+            assert isinstance(port, EagerPort)
+            assert port.getHost().host == interface
+            yield port.stopListening()

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -91,7 +91,8 @@ def workers(redis_server: RedisServer) -> Iterator[TwistdServer]:
     """
     C{twistd -n ssedemo --workers 2}, in the foreground.
     """
-    server = TwistdServer(args=["--redis", redis_server.url, "--workers", "2"])
+    args = ["--redis", redis_server.url, "--workers", "2", "--heartbeat", "0"]
+    server = TwistdServer(args=[*args, "--log-json", "events.json"])
     server.start()
     try:
         eventually(lambda: listening(server.output, 2), "two workers")
@@ -106,7 +107,7 @@ def workers(redis_server: RedisServer) -> Iterator[TwistdServer]:
 def test_two_workers_serve_one_port(workers: TwistdServer) -> None:
     """
     Connections to the one port are answered by both workers, children of
-    the parent, which alone writes C{twistd.pid}.
+    the parent, which alone writes C{twistd.pid} and its C{--log-json}.
     """
     assert workers.process is not None
     parent = workers.process.pid
@@ -117,6 +118,43 @@ def test_two_workers_serve_one_port(workers: TwistdServer) -> None:
         ppid = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1]
         assert int(ppid) == parent
     assert (workers.workdir / "twistd.pid").read_text().strip() == str(parent)
+    # The parent's --log-json has the workers' events too.
+    events = [
+        json.loads(line.lstrip("\x1e"))
+        for line in (workers.workdir / "events.json").read_text().splitlines()
+    ]
+    starts = {e.get("log_system") for e in events if "starting on" in str(e)}
+    assert starts == {f"worker {pid}" for pid in pids}
+
+
+def streams_on_both_workers(port: int, log: Callable[[], bytes]) -> list[socket.socket]:
+    """
+    Open streams until both workers serve some (the kernel picks the worker
+    of each connection): at most 40, and every worker must have one.
+    """
+    streams = [open_stream(port) for _ in range(40)]
+    for opened in (
+        f"[worker {pid}] streams opened".encode() for pid in worker_pids(log())
+    ):
+        eventually(lambda: opened in log(), "streams on both workers")  # noqa: B023
+    return streams
+
+
+def test_an_event_reaches_the_streams_of_every_worker(workers: TwistdServer) -> None:
+    """
+    An event published through one worker reaches every stream, on either
+    worker, with the same id.
+    """
+    streams = streams_on_both_workers(workers.port, lambda: workers.output)
+    request = urllib.request.Request(
+        workers.url + "/publish", data=b"data=across", method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=DEADLINE) as response:
+        event_id = json.load(response)["id"]
+    for stream in streams:
+        with stream:
+            received = read_until(stream, b"data: across\n\n")
+            assert f"id: {event_id}\n".encode() in received
 
 
 def test_a_killed_worker_is_replaced(workers: TwistdServer) -> None:
@@ -180,9 +218,7 @@ def test_sigterm_ends_every_worker_in_daemon_mode(redis_server: RedisServer) -> 
         )
         parent, pids = int(pidfile.read_text()), worker_pids(log())
         try:
-            streams = [open_stream(port) for _ in range(40)]
-            for opened in (f"[worker {pid}] streams opened".encode() for pid in pids):
-                eventually(lambda: opened in log(), "streams on both workers")  # noqa: B023
+            streams = streams_on_both_workers(port, log)
             os.kill(parent, signal.SIGTERM)
             for stream in streams:
                 with stream:
