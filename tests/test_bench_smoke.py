@@ -15,7 +15,7 @@ import pytest
 RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 
 
-@pytest.mark.parametrize("server", ["ssedemo", "ssedemo-redis"])
+@pytest.mark.parametrize("server", ["ssedemo", "ssedemo-redis", "ssedemo-workers2"])
 def test_bench_smoke(tmp_path: Path, server: str) -> None:
     """
     50 streams and 3 rounds: every stream gets every event, without errors,
@@ -43,3 +43,6 @@ def test_bench_smoke(tmp_path: Path, server: str) -> None:
     assert summary["deliveries"] == 150
     assert summary["server_cpu_us_per_delivery"] > 0
     assert f"| {server} | 50 |" in table.read_text()
+    # Counted: the server, its workers (ssedemo --workers) and redis-server.
+    expected = {"ssedemo": 1, "ssedemo-redis": 2, "ssedemo-workers2": 4}[server]
+    assert run["samples"]["done"]["processes"] == expected
