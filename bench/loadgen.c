@@ -3,7 +3,7 @@
  *
  *   loadgen --port P [--clients N] [--rounds K] [--inflight M]
  *           [--connect-timeout S] [--round-timeout S] [--gap-ms MS]
- *           [--wait-timeout S]
+ *           [--wait-timeout S] [--waves W]
  *
  * Phase 1 opens N streams (GET /sse) to 127.0.0.1:P, at most M connects in
  * flight, and times each until its "Gotcha" greeting. Phase 2 runs K rounds:
@@ -15,6 +15,12 @@
  *   "DONE"  after phase 2, then it waits again, closes every stream and
  *   prints the report as one JSON object on one line.
  * Each wait, like every other, has a deadline. Diagnostics go to stderr.
+ *
+ * With --waves W (connection churn) there are no rounds: W times over, it
+ * opens N streams as in phase 1, closes them all and prints
+ * "WAVE <w> <reached>", then waits for the runner as above (which measures
+ * the server once it has seen the closes). The report, printed after the last
+ * wave, gives the connection rate of each wave.
  *
  * Markers are found in the raw bytes, chunked framing included: every server
  * measured writes each event as one chunk, so framing never splits a marker.
@@ -68,7 +74,7 @@ struct errors {
 
 /* Options. */
 static int port;
-static long nclients = 10000, nrounds = 20, max_inflight = 1000;
+static long nclients = 10000, nrounds = 20, max_inflight = 1000, nwaves;
 static double connect_timeout = 120, round_timeout = 30, wait_timeout = 120;
 static double gap = 0.05;
 
@@ -504,6 +510,8 @@ static void parse_args(int argc, char **argv)
             round_timeout = (double)parse_long(v, 1, 3600, o);
         else if (!strcmp(o, "--wait-timeout"))
             wait_timeout = (double)parse_long(v, 1, 3600, o);
+        else if (!strcmp(o, "--waves"))
+            nwaves = parse_long(v, 0, 1000, o);
         else if (!strcmp(o, "--gap-ms"))
             gap = parse_long(v, 0, 60000, o) / 1e3;
         else {
@@ -514,7 +522,8 @@ static void parse_args(int argc, char **argv)
     if (argc % 2 == 0 || !port) {
         fprintf(stderr, "usage: loadgen --port P [--clients N] [--rounds K] "
                         "[--inflight M] [--connect-timeout S] "
-                        "[--round-timeout S] [--wait-timeout S] [--gap-ms MS]\n");
+                        "[--round-timeout S] [--wait-timeout S] [--gap-ms MS] "
+                        "[--waves W]\n");
         exit(2);
     }
 }
@@ -533,6 +542,60 @@ static void raise_fd_limit(void)
                 nclients, (unsigned long)rl.rlim_cur);
         exit(2);
     }
+}
+
+static long error_total(void)
+{
+    return err.connect + err.http + err.connect_timeout + err.disconnect +
+           err.post + err.round_timeout + err.unexpected;
+}
+
+static void json_errors(void)
+{
+    printf("\"errors\": {\"connect\": %ld, \"http\": %ld, \"connect_timeout\": %ld, "
+           "\"disconnect\": %ld, \"post\": %ld, \"round_timeout\": %ld, "
+           "\"unexpected\": %ld}, \"error_total\": %ld}\n",
+           err.connect, err.http, err.connect_timeout, err.disconnect, err.post,
+           err.round_timeout, err.unexpected, error_total());
+}
+
+/* Connection churn: waves of N streams opened, greeted and closed. */
+static int churn(void)
+{
+    double *rates = calloc((size_t)nwaves, sizeof *rates);
+    double *all_ms = calloc((size_t)(nclients * nwaves), sizeof *all_ms);
+    long total = 0;
+    if (!rates || !all_ms)
+        die("calloc");
+    for (long w = 0; w < nwaves; w++) {
+        memset(conns, 0, (size_t)nclients * sizeof *conns);
+        reached = live = inflight = 0;
+        connect_ms = all_ms + total; /* on_greeted fills it from [0] */
+        double t0 = connect_all();
+        rates[w] = last_gotcha > t0 ? reached / (last_gotcha - t0) : NAN;
+        total += reached;
+        for (long i = 0; i < nclients; i++)
+            drop(i, NULL);
+        printf("WAVE %ld %ld\n", w + 1, reached);
+        wait_for_runner();
+    }
+    qsort(all_ms, (size_t)total, sizeof *all_ms, cmp_double);
+    printf("{\"clients\": %ld, \"waves\": %ld, \"reached\": %ld, ", nclients,
+           nwaves, total);
+    printf("\"connect_rate_by_wave\": [");
+    for (long w = 0; w < nwaves; w++) {
+        if (w)
+            printf(", ");
+        if (isfinite(rates[w]))
+            printf("%.6g", rates[w]);
+        else
+            printf("null");
+    }
+    printf("], ");
+    json_number("connect_ms_p50", percentile(all_ms, total, 50), ", ");
+    json_number("connect_ms_p99", percentile(all_ms, total, 99), ", ");
+    json_errors();
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -556,6 +619,8 @@ int main(int argc, char **argv)
         die("setup");
     for (long k = 0; k < nclients * nrounds; k++)
         latency[k] = -1;
+    if (nwaves)
+        return churn();
 
     double t0 = connect_all();
     double connect_s = last_gotcha - t0;
@@ -583,9 +648,6 @@ int main(int argc, char **argv)
     qsort(latency, (size_t)ndel, sizeof *latency, cmp_double);
     qsort(fanout, (size_t)completed, sizeof *fanout, cmp_double);
     qsort(connect_ms, (size_t)reached, sizeof *connect_ms, cmp_double);
-    long errors = err.connect + err.http + err.connect_timeout + err.disconnect +
-                  err.post + err.round_timeout + err.unexpected;
-
     printf("{\"clients\": %ld, \"rounds\": %ld, \"reached\": %ld, ", nclients,
            nrounds, reached);
     json_number("connect_s", connect_s, ", ");
@@ -603,10 +665,6 @@ int main(int argc, char **argv)
     json_number("loadgen_cpu_s", cpu1 - cpu0, ", ");
     json_number("loadgen_cpu_us_per_delivery",
                 ndel ? (cpu1 - cpu0) * 1e6 / ndel : NAN, ", ");
-    printf("\"errors\": {\"connect\": %ld, \"http\": %ld, \"connect_timeout\": %ld, "
-           "\"disconnect\": %ld, \"post\": %ld, \"round_timeout\": %ld, "
-           "\"unexpected\": %ld}, \"error_total\": %ld}\n",
-           err.connect, err.http, err.connect_timeout, err.disconnect, err.post,
-           err.round_timeout, err.unexpected, errors);
+    json_errors();
     return 0;
 }

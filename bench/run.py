@@ -250,12 +250,16 @@ def backing_redis(name: str) -> Iterator[tuple[list[str], list[int]]]:
 
 @contextmanager
 def running(
-    name: str, workdir: Path, extra: Sequence[str] = ()
+    name: str,
+    workdir: Path,
+    command: Callable[[int], list[str]] | None = None,
+    extra: Sequence[str] = (),
 ) -> Iterator[tuple[int, int]]:
     """
     Run server C{name} for the duration of the block, its output going to
     a log file in C{workdir}.
 
+    @param command: Makes the command for a port, if not L{server_command}'s.
     @param extra: More arguments for ssedemo.
     @return: Its port and its process id.
     """
@@ -263,7 +267,7 @@ def running(
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            server_command(name, port, extra),
+            command(port) if command else server_command(name, port, extra),
             cwd=workdir,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -456,6 +460,28 @@ def run_loadgen(
     command += ["--clients", str(options.clients), "--rounds", str(options.rounds)]
     command += ["--connect-timeout", str(CONNECT_TIMEOUT)]
     command += ["--round-timeout", str(ROUND_TIMEOUT)]
+    rounds_limit = options.rounds * (ROUND_TIMEOUT + 1) + SLACK
+    return drive_loadgen(
+        command,
+        [("READY", CONNECT_TIMEOUT + SLACK), ("DONE", rounds_limit)],
+        workdir,
+        lambda line: on_phase(line.split()[0].lower()),
+    )
+
+
+def drive_loadgen(
+    command: list[str],
+    phases: Sequence[tuple[str, float]],
+    workdir: Path,
+    on_phase: Callable[[str], None],
+) -> dict[str, Any]:
+    """
+    Run the loadgen with C{command}. For each of its C{phases} (the prefix
+    of the line it prints, and how long it may take), call C{on_phase} with
+    that line, then tell the loadgen to go on.
+
+    @return: Its JSON report.
+    """
     errors = workdir / "loadgen.stderr"
     with errors.open("wb") as err:
         process = subprocess.Popen(
@@ -463,14 +489,9 @@ def run_loadgen(
         )
     assert process.stdin is not None and process.stdout is not None
     lines = Lines(process.stdout)
-    rounds_limit = options.rounds * (ROUND_TIMEOUT + 1) + SLACK
     try:
-        for phase, limit in (
-            ("READY", CONNECT_TIMEOUT + SLACK),
-            ("DONE", rounds_limit),
-        ):
-            lines.expect(phase, limit)
-            on_phase(phase.lower())
+        for phase, limit in phases:
+            on_phase(lines.expect(phase, limit))
             process.stdin.write(b"\n")  # go on
             process.stdin.flush()
         report: dict[str, Any] = json.loads(lines.expect("{", SLACK))
@@ -498,7 +519,7 @@ def run_once(name: str, options: argparse.Namespace) -> dict[str, Any]:
         try:
             with (
                 backing_redis(name) as (extra, helpers),
-                running(name, workdir, extra) as (port, pid),
+                running(name, workdir, extra=extra) as (port, pid),
             ):
                 time.sleep(SETTLE)
                 pids = [pid, *helpers]
@@ -909,6 +930,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=BENCH / "RESULTS.md",
         help="the table's file (bench/RESULTS.md)",
     )
+    parser.add_argument(
+        "--churn-waves",
+        type=int,
+        default=10,
+        help="waves of the churn run against ssedemo (10; 0: no churn run)",
+    )
+    parser.add_argument(
+        "--churn-clients", type=int, default=5000, help="streams per wave (5000)"
+    )
     options = parser.parse_args(argv)
     options.servers = [s for arg in options.servers for s in arg.split(",") if s]
     unknown = set(options.servers) - set(SERVERS)
@@ -918,6 +948,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--clients must be between 1 and 19000")
     if not 1 <= options.rounds <= 1000 or not 1 <= options.repeat <= 100:
         parser.error("--rounds must be 1 to 1000, --repeat 1 to 100")
+    if not 0 <= options.churn_waves <= 100 or not 1 <= options.churn_clients <= 19000:
+        parser.error("--churn-waves must be 0 to 100, --churn-clients 1 to 19000")
     return options
 
 
@@ -940,6 +972,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             record["repeat"] = repeat
             records.append(record)
             print(f"  {record['error'] or progress(record)}", flush=True)
+    churned = None
+    if options.churn_waves:
+        import churn  # it uses this module's helpers
+
+        print(f"churn: {options.churn_waves} waves on ssedemo", flush=True)
+        churned = churn.run_churn(options)
+        print(f"  {churned['error'] or churn.summary(churned)}", flush=True)
     result = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command_line(argv),
@@ -948,11 +987,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rounds": options.rounds,
             "repeat": options.repeat,
             "servers": options.servers,
+            "churn_waves": options.churn_waves,
+            "churn_clients": options.churn_clients,
         },
         "versions": versions(options.servers),
         "seconds": round(time.monotonic() - began, 1),
         "summary": summarize(records, options.servers),
         "runs": records,
+        "churn": churned,
     }
     raw = options.json or BENCH / "results" / "raw" / (
         datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json"
@@ -960,6 +1002,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps(result, indent=2) + "\n")
     page = markdown(result)
+    if churned:
+        page += "\n".join(churn.markdown(churned, options)) + "\n"
     options.markdown.write_text(page)
     print(page)
     print(f"Raw results: {raw}; table: {options.markdown}; {result['seconds']} s")

@@ -75,9 +75,8 @@ class EventLog(Protocol):
         @return: Whether the log could tell which events came after
             C{after}; if not, nothing or only a part was written, and the
             client may have missed events. A shared log answers with a
-            L{Deferred}: once it fires, the stream must join the fan-out
-            before the log delivers its next event (so within the callback),
-            and the hub's C{last_id} is the last event written or skipped.
+            L{Deferred}, and the stream must join the fan-out in its
+            callback: the log fires it between two deliveries.
         """
 
 

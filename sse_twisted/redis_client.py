@@ -139,7 +139,9 @@ class RedisProtocol(Protocol):
         """
         if self.transport is None or self.lost.called:
             return fail(BrokerUnavailable("not connected"))
-        reply: Deferred[Any] = Deferred()
+        # A command cannot be taken back: cancelling one drops the
+        # connection, which fails the others.
+        reply: Deferred[Any] = Deferred(lambda _: self.abort())
         self._waiting.append(reply)
         self.transport.write(hiredis.pack_command(args))  # type: ignore[arg-type]
         return reply
@@ -156,6 +158,8 @@ class RedisProtocol(Protocol):
         try:
             while (reply := self._parser.gets()) is not False:
                 waiting = self._waiting.popleft()
+                if waiting.called:
+                    continue  # cancelled
                 if isinstance(reply, RedisError):
                     waiting.errback(reply)
                 else:
@@ -170,7 +174,8 @@ class RedisProtocol(Protocol):
         self.lost.callback(None)
         waiting, self._waiting = self._waiting, deque()
         for reply in waiting:
-            reply.errback(BrokerUnavailable(f"connection lost: {reason.value}"))
+            if not reply.called:
+                reply.errback(BrokerUnavailable(f"connection lost: {reason.value}"))
 
 
 class RedisConnection:

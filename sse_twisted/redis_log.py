@@ -264,6 +264,8 @@ class RedisLog(Service):
             self._finish(resumption, True)
 
     def _finish(self, resumption: _Resumption, replayed: bool) -> None:
+        if resumption.done.called:
+            return  # cancelled: its stream went away, maybe during a write
         self._resumptions.remove(resumption)
         resumption.done.callback(replayed)
 

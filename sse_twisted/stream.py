@@ -39,6 +39,11 @@ class EventStream:
     connection, framed once per event, rather than through
     L{Request.write}, which would frame each copy again.
 
+    Once the response is over, the stream lets go of the request, its
+    channel and its connection, which hold it in turn (as their producer):
+    reference counting then frees them all at once, instead of leaving a
+    cycle for the next full garbage collection, which the server makes rare.
+
     A client that reads slower than events come makes the connection's
     buffer fill up; the connection then pauses this stream (it is its
     producer). Events still go out, but once more than C{max_backlog} bytes
@@ -75,7 +80,7 @@ class EventStream:
         @param max_backlog: How many bytes may pile up while the connection
             has paused the stream before it is dropped.
         """
-        self._request = request
+        self._request: Request | None = request
         self._channel: HTTPChannel | None = None
         self._transport: ITransport | None = None
         self._chunked = False
@@ -88,6 +93,7 @@ class EventStream:
 
     def _end(self, reason: object) -> None:
         self._open = False
+        self._request = self._channel = self._transport = None
         self._ended(self)
 
     def start(self, opening: bytes) -> None:
@@ -96,13 +102,15 @@ class EventStream:
 
         @param opening: Such as a C{retry:} field and a greeting.
         """
-        self._request.write(opening)
-        self._request.registerProducer(self, True)
-        channel = self._request.channel
+        request = self._request
+        assert request is not None, "the response is over before it began"
+        request.write(opening)
+        request.registerProducer(self, True)
+        channel = request.channel
         if isinstance(channel, HTTPChannel):
             self._channel = channel
             self._transport = channel.transport
-            self._chunked = bool(self._request.chunked)
+            self._chunked = bool(request.chunked)
 
     def write(self, data: bytes) -> None:
         """
@@ -118,7 +126,8 @@ class EventStream:
                 return
         transport = self._transport
         if transport is None:
-            self._request.write(data)
+            if self._request is not None:
+                self._request.write(data)
         elif self._chunked:
             transport.write(_chunk(data))
         else:
@@ -131,12 +140,13 @@ class EventStream:
 
         @param farewell: Bytes to write first, such as a C{retry:} field.
         """
-        if not self._open:
+        request = self._request
+        if request is None or not self._open:
             return
         if farewell:
             self.write(farewell)
-        self._request.unregisterProducer()
-        self._request.finish()
+        request.unregisterProducer()
+        request.finish()
 
     def pauseProducing(self) -> None:
         """
@@ -166,5 +176,5 @@ class EventStream:
         self._open = False
         if self._channel is not None:
             self._channel.forceAbortClient()
-        else:
+        elif self._request is not None:
             self._request.loseConnection()

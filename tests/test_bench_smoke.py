@@ -9,22 +9,22 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
+from typing import Any
 
 RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 
 
-@pytest.mark.parametrize("server", ["ssedemo", "ssedemo-redis", "ssedemo-workers2"])
-def test_bench_smoke(tmp_path: Path, server: str) -> None:
+def small_bench(tmp_path: Path, server: str, churn: list[str]) -> dict[str, Any]:
     """
-    50 streams and 3 rounds: every stream gets every event, without errors,
-    and the server's CPU time over the rounds is measured (with Redis, on a
-    redis-server the run starts and stops).
+    Run the benchmark with 50 streams and 3 rounds against C{server}; check
+    that every stream got every event, without errors, and that the
+    server's CPU time over the rounds was measured.
+
+    @return: The raw results, with the Markdown table under C{"table"}.
     """
     results = tmp_path / "results.json"
     table = tmp_path / "RESULTS.md"
-    workload = ["--clients", "50", "--rounds", "3", "--repeat", "1"]
+    workload = ["--clients", "50", "--rounds", "3", "--repeat", "1", *churn]
     outputs = ["--json", str(results), "--markdown", str(table)]
     done = subprocess.run(
         [sys.executable, str(RUN), *workload, "--servers", server, *outputs],
@@ -33,7 +33,7 @@ def test_bench_smoke(tmp_path: Path, server: str) -> None:
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    report = json.loads(results.read_text())
+    report: dict[str, Any] = json.loads(results.read_text())
     [run] = report["runs"]
     assert run["error"] is None
     summary = report["summary"][server]
@@ -42,7 +42,47 @@ def test_bench_smoke(tmp_path: Path, server: str) -> None:
     assert summary["failed_runs"] == 0
     assert summary["deliveries"] == 150
     assert summary["server_cpu_us_per_delivery"] > 0
-    assert f"| {server} | 50 |" in table.read_text()
     # Counted: the server, its workers (ssedemo --workers) and redis-server.
     expected = {"ssedemo": 1, "ssedemo-redis": 2, "ssedemo-workers2": 4}[server]
     assert run["samples"]["done"]["processes"] == expected
+    report["table"] = table.read_text()
+    assert f"| {server} | 50 |" in report["table"]
+    return report
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    """
+    The delivery run, then 3 waves of 20 streams opened and closed: each
+    wave is measured once the server has seen its streams close, and none
+    of their streams is alive any more.
+    """
+    report = small_bench(
+        tmp_path, "ssedemo", ["--churn-waves", "3", "--churn-clients", "20"]
+    )
+    churn = report["churn"]
+    assert churn["error"] is None
+    assert [wave["reached"] for wave in churn["waves"]] == [20, 20, 20]
+    assert churn["loadgen"]["error_total"] == 0
+    assert all(wave["rss_kb"] > 0 for wave in churn["waves"])
+    assert all(wave["census"]["objects"] > 0 for wave in churn["waves"])
+    # Closed streams are freed at once, not at the next full collection.
+    assert churn["waves"][-1]["census"]["instances"]["EventStream"] == 0
+    assert "## Connection churn" in report["table"]
+
+
+def test_bench_smoke_with_redis(tmp_path: Path) -> None:
+    """
+    ssedemo-redis runs on a redis-server of its own, started and stopped by
+    the run, and delivers every event.
+    """
+    report = small_bench(tmp_path, "ssedemo-redis", ["--churn-waves", "0"])
+    assert "redis" in report["versions"]
+
+
+def test_bench_smoke_with_workers(tmp_path: Path) -> None:
+    """
+    ssedemo-workers2 (two workers on Redis) delivers every event; its CPU
+    time is counted over the parent, both workers and redis-server.
+    """
+    report = small_bench(tmp_path, "ssedemo-workers2", ["--churn-waves", "0"])
+    assert "| ssedemo-workers2 |" in report["table"].partition("## Details")[0]

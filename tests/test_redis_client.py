@@ -8,9 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest_twisted
-from redis_server import RedisServer, running_redis
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint
+from redis_server import RedisServer, free_port, running_redis
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP4ServerEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -69,6 +74,22 @@ def test_lost_connection_fails_pending_commands() -> None:
     assert protocol.lost.called
     assert outcome(pending).check(BrokerUnavailable)
     assert outcome(protocol.execute("PING")).check(BrokerUnavailable)
+
+
+def test_cancelled_command_drops_the_connection() -> None:
+    """
+    A command cannot be taken back: cancelling it drops the connection, and
+    its late reply is ignored.
+    """
+    protocol, transport = connected_protocol()
+    cancelled = protocol.execute("AUTH", "x")
+    other = protocol.execute("SELECT", 1)
+    cancelled.cancel()
+    assert outcome(cancelled).check(CancelledError)
+    assert transport.disconnecting or transport.disconnected
+    protocol.dataReceived(b"+OK\r\n")
+    protocol.connectionLost(Failure(ConnectionError("aborted")))
+    assert outcome(other).check(BrokerUnavailable)
 
 
 def test_garbled_reply_drops_the_connection() -> None:
@@ -154,3 +175,89 @@ def test_reconnects_after_redis_restarts(reactor: Any) -> Any:
             assert (yield connection.execute("PING")) == b"PONG"
         finally:
             yield connection.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_wrong_password_is_retried_not_used(
+    reactor: Any, redis_server: RedisServer
+) -> Any:
+    """
+    A connection that Redis refuses to authenticate is dropped and tried
+    again later, never handed out; stopping ends the retries and the wait.
+    """
+    redis_server.cli("CONFIG", "SET", "requirepass", "right")
+    url = f"redis://:wrong@127.0.0.1:{redis_server.port}/0"
+    connection = make_connection(reactor, redis_server, url)
+    waiting = connection.when_connected()
+    connection.start()
+    yield deferLater(reactor, 0.3, lambda: None)
+    assert not connection.connected
+    assert not waiting.called
+    yield connection.stop()
+    assert outcome(waiting).check(CancelledError)
+    clients = redis_server.cli("-a", "right", "--no-auth-warning", "CLIENT", "LIST")
+    assert clients.count("\n") == 0  # only redis-cli itself
+
+
+class CountingEndpoint:
+    def __init__(self, endpoint: Any) -> None:
+        self.endpoint = endpoint
+        self.attempts = 0
+
+    def connect(self, factory: Any) -> Any:
+        self.attempts += 1
+        return self.endpoint.connect(factory)
+
+
+@pytest_twisted.inlineCallbacks
+def test_stop_while_redis_is_unreachable(reactor: Any) -> Any:
+    """
+    A connection retries with backoff while Redis is unreachable, and
+    stopping it ends the retries.
+    """
+    address = RedisAddress("127.0.0.1", free_port())
+    endpoint = CountingEndpoint(HostnameEndpoint(reactor, address.host, address.port))
+    connection = RedisConnection(
+        endpoint, address, reactor, "test", backoff=(0.02, 0.05)
+    )
+    connection.start()
+    # HostnameEndpoint reports a refused connection after its 0.3 s
+    # attempt delay.
+    yield deferLater(reactor, 1.0, lambda: None)
+    assert endpoint.attempts >= 2
+    yield connection.stop()
+    attempts = endpoint.attempts
+    yield deferLater(reactor, 0.2, lambda: None)
+    assert endpoint.attempts == attempts
+    assert not connection.connected
+
+
+@pytest_twisted.inlineCallbacks
+def test_silent_server_times_out(reactor: Any) -> Any:
+    """
+    A command without a reply within its timeout drops the connection, so it
+    fails with L{BrokerUnavailable} instead of waiting for ever.
+    """
+    silent = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        Factory.forProtocol(Protocol)
+    )
+    try:
+        address = RedisAddress("127.0.0.1", silent.getHost().port)
+        protocol = yield TCP4ClientEndpoint(
+            reactor, address.host, address.port
+        ).connect(Factory.forProtocol(RedisProtocol))
+        connection = RedisConnection(
+            HostnameEndpoint(reactor, address.host, address.port),
+            address,
+            reactor,
+            "test",
+        )
+        connection._current = protocol
+        started = reactor.seconds()
+        failure = yield connection.execute("PING", timeout=0.2).addErrback(
+            lambda f: [f]
+        )
+        assert failure[0].check(BrokerUnavailable)
+        assert reactor.seconds() - started < 5
+    finally:
+        yield silent.stopListening()

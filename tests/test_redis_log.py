@@ -60,6 +60,9 @@ class FakeConnection:
                     waiting.errback(reply)
                 else:
                     waiting.callback(reply)
+                outcome = waiting.result
+                if isinstance(outcome, Failure):  # what the log did with it
+                    outcome.raiseException()
                 return args
         raise AssertionError(f"no {command} waiting in {self.sent}")
 
@@ -323,6 +326,42 @@ def test_stream_closed_during_replay_is_forgotten() -> None:
     s.publisher.answer("XRANGE", [entry("1-0"), entry("2-0")])
     s.read(entry("3-0"))
     assert sink.writes == []
+    assert len(s.hub) == 0
+
+
+class LeavingSink(RecordingSink):
+    """
+    A stream that is dropped by its first write, as a slow client is.
+    """
+
+    hub: Hub
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.hub.unsubscribe(self)
+
+
+def test_stream_dropped_by_a_replayed_write_is_forgotten() -> None:
+    s = Setup(newest="3-0")
+    sink = LeavingSink()
+    sink.hub = s.hub
+    s.hub.subscribe(sink, ["default"], "1-0")
+    s.publisher.answer("XRANGE", [entry("1-0"), entry("2-0"), entry("3-0")])
+    s.read(entry("4-0"))
+    assert len(s.hub) == 0
+    assert ids(sink)[0] == "2-0"
+
+
+def test_stop_ends_streams_still_resuming() -> None:
+    """
+    A server that stops ends the streams whose replay is still pending too.
+    """
+    s = Setup(newest="2-0")
+    sink = resume(s, "1-0")
+    s.hub.close_all()
+    assert sink.closed_with == b""
+    assert len(s.hub) == 0
+    s.publisher.answer("XRANGE", [entry("1-0"), entry("2-0")])
     assert len(s.hub) == 0
 
 

@@ -169,6 +169,11 @@ def test_publish_on_one_instance_reaches_every_instance(
         assert status == 200 and set(receipt) == {"id"}
         assert on_a.wait_for_ids([str(receipt["id"])])[-1] == receipt["id"]
         assert a.health()["broker"] == "ok"
+        text = "ünïcödé ✓\nsecond line"
+        entry_id = str(post(b.port, text)[1]["id"])
+        for client in (on_a, on_b):
+            client.wait_for_ids([entry_id])
+            assert client.events[-1].data == text
 
 
 def test_resume_on_another_instance_after_a_kill(redis_server: RedisServer) -> None:
@@ -282,3 +287,49 @@ def test_malformed_redis_url_refuses_to_start(url: str) -> None:
     assert done.returncode != 0
     assert "--redis: " in done.stdout + done.stderr
     assert "redis://HOST:PORT/DB" in done.stdout + done.stderr
+
+
+def test_clients_hop_between_instances_while_both_publish(
+    redis_server: RedisServer,
+) -> None:
+    """
+    Two publishers post to both instances while a client keeps leaving and
+    resuming on the other instance: over all its connections it gets every
+    accepted event once, in the stream's order, and never a resync.
+    """
+    with instances(redis_server, 2) as servers:
+        accepted: list[str] = []
+        lock = threading.Lock()
+
+        def publish(worker: int) -> None:
+            for n in range(40):
+                status, body, _ = post(servers[(n + worker) % 2].port, f"{worker}-{n}")
+                assert status == 200
+                with lock:
+                    accepted.append(str(body["id"]))
+                time.sleep(0.01)
+
+        publishers = [threading.Thread(target=publish, args=(w,)) for w in (0, 1)]
+        received: list[str] = []
+        last = str(post(servers[0].port, "before")[1]["id"])
+        for thread in publishers:
+            thread.start()
+        hops = 0
+        while any(t.is_alive() for t in publishers) and hops < 40:
+            with streams((servers[hops % 2].port, last)) as (client,):
+                time.sleep(0.1)
+                events = client.events
+            assert "resync" not in [e.type for e in events]
+            received += [e.last_event_id for e in events]
+            last = received[-1] if received else last
+            hops += 1
+        for thread in publishers:
+            thread.join(DEADLINE)
+        with streams((servers[hops % 2].port, last)) as (client,):
+            rest = set(accepted) - set(received)
+            received += client.wait_for_ids(sorted(rest))
+        assert hops > 3
+        assert len(received) == len(set(received))
+        assert set(received) == set(accepted)
+        keys = [tuple(map(int, i.split("-"))) for i in received]
+        assert keys == sorted(keys)

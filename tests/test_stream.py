@@ -86,6 +86,17 @@ def test_close_after_the_client_left_does_nothing() -> None:
     assert not request.finished and request.written == [b"hello"]
 
 
+def test_write_after_the_client_left_is_dropped() -> None:
+    """
+    Once the response is over, the stream holds no request any more (see
+    tests/test_lifetime.py): what is still written to it goes nowhere.
+    """
+    request, stream, _ = open_stream()
+    request._finish.errback(Failure(ConnectionDone()))
+    stream.write(b"late")
+    assert request.written == [b"hello"]
+
+
 def test_slow_client_loses_its_connection() -> None:
     """
     Without an HTTP/1.x channel to abort, a stream too far behind asks the
