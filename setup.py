@@ -19,7 +19,12 @@ setup(
         "sse_twisted": ["static/*", "py.typed"],
         "twisted.plugins": ["ssedemo_plugin.py", "ssedemo_endpoints.py"],
     },
-    install_requires=["twisted>=24.7", "klein>=24.8", "hiredis>=3.0"],
+    install_requires=[
+        "twisted>=24.7",
+        "klein>=24.8",
+        "hiredis>=3.0",
+        "prometheus_client>=0.20",
+    ],
     extras_require={
         "test": [
             "pytest>=8",

@@ -57,6 +57,7 @@ PEER_PACKAGES = (
 PEER_VERSIONS = ("sse-starlette", "starlette", *PEER_PACKAGES[1:])
 SERVERS = (
     "ssedemo",
+    "ssedemo-metrics",
     "ssedemo-redis",
     "ssedemo-workers2",
     "starlette",
@@ -164,6 +165,9 @@ def server_command(name: str, port: int, extra: Sequence[str] = ()) -> list[str]
         if name in WORKERS:
             command += ["--workers", str(WORKERS[name])]
         return [*command, *extra]
+    if name == "ssedemo-metrics":  # the same, with Prometheus metrics served
+        metrics = f"tcp:{free_port()}:interface=127.0.0.1"
+        return [*server_command("ssedemo", port), "--metrics", metrics]
     if name in PYTHON_PEERS:
         return [str(peer_python()), str(PEERS / f"{name}_peer.py"), str(port)]
     if name == "node":
@@ -225,7 +229,7 @@ def wait_workers(log: Path, count: int) -> None:
     """
     deadline = time.monotonic() + START_DEADLINE
     while time.monotonic() < deadline:
-        if log.read_bytes().count(b"] Site starting on") >= count:
+        if log.read_bytes().count(b"Site starting on") >= count:
             return
         time.sleep(0.05)
     raise BenchError(f"{count} workers did not start within {START_DEADLINE:.0f} s")

@@ -26,6 +26,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from sse_twisted.event import InvalidEventField, encode_event, encode_retry
 from sse_twisted.hub import DEFAULT_TOPIC, MAX_EVENT_NAME, Hub, Receipt, is_topic_name
+from sse_twisted.observer import Observer
+from sse_twisted.overload import ClientLimit
 from sse_twisted.redis_client import BrokerUnavailable, RedisError
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG, EventStream
 from sse_twisted.web import (
@@ -36,6 +38,7 @@ from sse_twisted.web import (
     BodyLimitedRequest,
     ErrorResource,
     RequestError,
+    SelectiveLogSite,
     StaticFiles,
     StreamFirst,
     decode_utf8,
@@ -102,17 +105,28 @@ class SSEApp:
     log = Logger()
 
     def __init__(
-        self, hub: Hub, settings: Settings, broker: Broker | None = None
+        self,
+        hub: Hub,
+        settings: Settings,
+        *,
+        limit: ClientLimit | None = None,
+        observer: Observer | None = None,
+        broker: Broker | None = None,
     ) -> None:
         """
-        @param hub: The streams and the event log.
+        @param hub: Where streams subscribe and events are published.
         @param settings: How the routes behave.
+        @param limit: Turns streams away when too many are open; by default
+            there is no limit.
+        @param observer: Told of streams dropped for slow clients.
         @param broker: The shared event log's connection state, reported by
             C{/health}; L{None} without one.
         """
         self.hub = hub
         self.settings = settings
         self.broker = broker
+        self._limit = limit
+        self._dropped = None if observer is None else observer.dropped_slow
         self._started = hub.clock.seconds()
         self._version = package_version()
         self._opening = encode_retry(settings.retry) + encode_event(GREETING)
@@ -121,7 +135,7 @@ class SSEApp:
         """
         @return: The web site serving these routes.
         """
-        site = Site(
+        site = SelectiveLogSite(
             StreamFirst(self.open_stream, self.app.resource()),
             requestFactory=partial(BodyLimitedRequest, max_body=self.settings.max_body),
         )
@@ -174,9 +188,11 @@ class SSEApp:
     def open_stream(self, request: Request) -> bool:
         """
         Check the request for a stream and set its headers; for C{GET}, open
-        the stream and subscribe it.
+        the stream and subscribe it, or refuse it if the limit of open
+        streams is reached.
 
-        @return: Whether a stream was opened (not for C{HEAD}).
+        @return: Whether the response is taken care of: a stream was opened
+            or refused (not for C{HEAD}, which never opens one).
         @raise RequestError: If the request asks for bad topics.
         """
         self._allow_cors(request)
@@ -187,7 +203,12 @@ class SSEApp:
         request.setHeader("X-Accel-Buffering", "no")
         if request.method == b"HEAD":
             return False
-        stream = EventStream(request, self.hub.unsubscribe, self.settings.max_backlog)
+        if self._limit is not None and not self._limit.admits():
+            self._limit.refuse(request)
+            return True
+        stream = EventStream(
+            request, self.hub.unsubscribe, self.settings.max_backlog, self._dropped
+        )
         stream.start(self._opening)
         self.hub.subscribe(stream, topics, last_event_id)
         return True

@@ -11,7 +11,9 @@ every later event.
 
 from __future__ import annotations
 
+import random
 import re
+from collections.abc import Callable
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _FORBIDDEN_IN_FIELD = re.compile(r"[\r\n\x00]")
@@ -79,6 +81,21 @@ def encode_retry(milliseconds: int) -> bytes:
     if milliseconds < 0:
         raise InvalidEventField("retry must not be negative")
     return b"retry: %d\n\n" % (milliseconds,)
+
+
+def encode_jittered_retry(
+    milliseconds: int, jitter: Callable[[], float] = random.random
+) -> bytes:
+    """
+    Encode a C{retry:} field between one and two times C{milliseconds},
+    chosen at random, so that clients told to come back later do not all
+    come back at once.
+
+    @param milliseconds: The usual delay; not negative.
+    @param jitter: Returns a fraction in [0, 1) of extra delay.
+    @return: The wire bytes.
+    """
+    return encode_retry(int(milliseconds * (1 + jitter())))
 
 
 def encode_comment(text: str = "") -> bytes:

@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Protocol
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -23,6 +24,7 @@ from twisted.logger import Logger
 
 from sse_twisted.event import encode_comment, encode_event
 from sse_twisted.log import EventLog, MemoryLog, Record
+from sse_twisted.observer import Observer
 
 DEFAULT_TOPIC = "default"
 """The topic of streams that name none, and of the demo's messages."""
@@ -93,13 +95,21 @@ class Hub:
 
     log = Logger()
 
-    def __init__(self, clock: IReactorTime, events: EventLog | None = None) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        events: EventLog | None = None,
+        observer: Observer | None = None,
+    ) -> None:
         """
         @param clock: The source of time, for keep-alive bookkeeping.
         @param events: The event log that gives published events their ids
             and replays them; by default a L{MemoryLog} of its own.
+        @param observer: Told of opened streams, publishes, fan-outs and
+            resumes, such as L{sse_twisted.metrics.Metrics}; by default none.
         """
         self._clock = clock
+        self._observer = observer
         self._events: EventLog = MemoryLog() if events is None else events
         self._subscribers: dict[str, set[EventSink]] = {}
         self._subscriptions: dict[EventSink, _Subscription] = {}
@@ -156,16 +166,14 @@ class Hub:
                 replayed.addCallback(self._resumed, sink, topics, last_event_id)
                 replayed.addErrback(lambda f: f.trap(CancelledError))
                 return
-            if not replayed:
-                self._resync(sink, last_event_id)
+            self._replayed(replayed, sink, last_event_id)
         self._register(sink, topics)
 
     def _resumed(
         self, replayed: bool, sink: EventSink, topics: tuple[str, ...], after: str
     ) -> None:
         del self._resuming[sink]
-        if not replayed:
-            self._resync(sink, after)
+        self._replayed(replayed, sink, after)
         self._register(sink, topics)
 
     def _register(self, sink: EventSink, topics: tuple[str, ...]) -> None:
@@ -213,8 +221,17 @@ class Hub:
         """
         appended = self._events.append(data, event, topic)
         if isinstance(appended, Deferred):
-            return appended.addCallback(Receipt, None)
+            return appended.addCallback(self._stored)
+        self._published()
         return Receipt(appended.id, self.deliver(appended))
+
+    def _stored(self, event_id: str) -> Receipt:
+        self._published()
+        return Receipt(event_id, None)
+
+    def _published(self) -> None:
+        if self._observer is not None:
+            self._observer.published()
 
     def deliver(self, record: Record) -> int:
         """
@@ -290,6 +307,8 @@ class Hub:
 
     def _log_streams(self) -> None:
         self._report = None
+        if self._observer is not None and self._opened:
+            self._observer.streams_opened(self._opened)
         self.log.info(
             "streams opened: {opened}, closed: {closed}; {count} open",
             opened=self._opened,
@@ -302,6 +321,8 @@ class Hub:
         subscribers = self._subscribers.get(topic)
         if not subscribers:
             return 0
+        observer = self._observer
+        started = perf_counter() if observer is not None else 0.0
         sinks = tuple(subscribers)
         self._last_delivery[topic] = self._clock.seconds()
         failed = []
@@ -313,7 +334,10 @@ class Hub:
                 failed.append(sink)
         for sink in failed:
             self.unsubscribe(sink)
-        return len(sinks) - len(failed)
+        delivered = len(sinks) - len(failed)
+        if observer is not None:
+            observer.fanned_out(delivered, perf_counter() - started)
+        return delivered
 
     def resync(self, last_event_id: str) -> None:
         """
@@ -327,7 +351,11 @@ class Hub:
         for sink in list(self._subscriptions):
             sink.write(wire)
 
-    def _resync(self, sink: EventSink, last_event_id: str) -> None:
+    def _replayed(self, replayed: bool, sink: EventSink, last_event_id: str) -> None:
+        if self._observer is not None:
+            self._observer.resumed(replayed)
+        if replayed:
+            return
         self.log.info(
             "cannot resume after {id}: sending {event}",
             id=last_event_id,

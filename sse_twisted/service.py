@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
 from twisted.internet.task import deferLater
 from twisted.web.server import Site
 
-from sse_twisted.event import encode_retry
+from sse_twisted.event import encode_jittered_retry
 from sse_twisted.hub import Hub
 from sse_twisted.jsonlog import JsonLog
 from sse_twisted.limits import OpenFilesLimit
@@ -54,9 +54,7 @@ class StreamCloser(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
-        self._hub.close_all(
-            lambda: encode_retry(int(self._retry * (1 + self._jitter())))
-        )
+        self._hub.close_all(lambda: encode_jittered_retry(self._retry, self._jitter))
         return deferLater(self._clock, DRAIN_SECONDS, lambda: None)
 
 

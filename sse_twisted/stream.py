@@ -56,6 +56,7 @@ class EventStream:
         "_backlog",
         "_channel",
         "_chunked",
+        "_dropped",
         "_ended",
         "_max_backlog",
         "_open",
@@ -71,6 +72,7 @@ class EventStream:
         request: Request,
         ended: Callable[[EventStream], object],
         max_backlog: int = DEFAULT_MAX_BACKLOG,
+        dropped: Callable[[], object] | None = None,
     ) -> None:
         """
         @param request: The request whose response carries the events; its
@@ -79,6 +81,7 @@ class EventStream:
             whoever ended it.
         @param max_backlog: How many bytes may pile up while the connection
             has paused the stream before it is dropped.
+        @param dropped: Called if the stream is dropped for a slow client.
         """
         self._request: Request | None = request
         self._channel: HTTPChannel | None = None
@@ -89,6 +92,7 @@ class EventStream:
         self._backlog = 0
         self._max_backlog = max_backlog
         self._ended = ended
+        self._dropped = dropped
         request.notifyFinish().addBoth(self._end)
 
     def _end(self, reason: object) -> None:
@@ -174,6 +178,8 @@ class EventStream:
             backlog=self._backlog,
         )
         self._open = False
+        if self._dropped is not None:
+            self._dropped()
         if self._channel is not None:
             self._channel.forceAbortClient()
         elif self._request is not None:

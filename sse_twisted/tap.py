@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
@@ -20,6 +21,8 @@ from sse_twisted.eager import EagerTCPServerEndpoint
 from sse_twisted.hub import Hub
 from sse_twisted.jsonlog import STDOUT, JsonLog
 from sse_twisted.log import MemoryLog
+from sse_twisted.metrics import Metrics
+from sse_twisted.overload import ClientLimit
 from sse_twisted.redis_client import InvalidRedisURL, RedisAddress
 from sse_twisted.redis_log import redis_log
 from sse_twisted.service import sse_service
@@ -38,12 +41,13 @@ default of 50 overflows when thousands of clients connect at once.
 _MAX_RETRY = 24 * 60 * 60 * 1000
 _MAX_HISTORY = 1_000_000
 _MIN_REDIS_HISTORY = 100
+_MAX_CLIENTS = 100_000_000
 _MAX_WORKERS = 1024
 
 
 def endpoint_description(port: str) -> str:
     """
-    Turn C{--port} into a server endpoint description.
+    Turn C{--port} (or C{--metrics}) into a server endpoint description.
 
     A bare number means TCP on that port. IPv4 TCP is served by
     L{sse_twisted.eager}'s C{eagertcp:} endpoint, which takes the same
@@ -125,6 +129,22 @@ class Options(usage.Options):
         ],
         ["retry", None, 3000, "Reconnection delay told to clients, in ms.", int],
         [
+            "max-clients",
+            None,
+            0,
+            "Most streams open at once; further clients are told to come back"
+            " after one to two --retry intervals. 0: no limit.",
+            int,
+        ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at GET /metrics on this endpoint, given"
+            " as --port is, such as tcp:9100:interface=127.0.0.1; off by"
+            " default.",
+        ],
+        [
             "publish-token",
             None,
             None,
@@ -177,16 +197,17 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         self["port"] = endpoint_description(self["port"])
-        try:
-            serverFromString(None, self["port"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise usage.UsageError(f"--port: {e}") from e
+        _check_endpoint(self, "port")
         _check_range(self, "heartbeat", 0, 86400)
         _check_range(self, "keepalive", 0, 86400)
         _check_range(self, "max-body", 1, 1 << 30)
         _check_range(self, "max-backlog", 1, 1 << 32)
         _check_range(self, "history", 0, _MAX_HISTORY)
         _check_range(self, "retry", 0, _MAX_RETRY)
+        _check_range(self, "max-clients", 0, _MAX_CLIENTS)
+        if self["metrics"] is not None:
+            self["metrics"] = endpoint_description(self["metrics"])
+            _check_endpoint(self, "metrics")
         static = Path(self["static"]) if self["static"] else BUNDLED_STATIC
         if not static.is_dir():
             raise usage.UsageError(f"--static: {static} is not a directory")
@@ -220,6 +241,11 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "--workers shares one TCP port (a number or tcp:...) between"
                 f" the workers; it cannot share {self['port'].partition(':')[0]}:"
+            )
+        if self["metrics"] is not None:
+            raise usage.UsageError(
+                "--metrics does not work with --workers yet: each worker counts"
+                " only its own streams, and they cannot all serve one metrics port"
             )
 
     def _redis(self) -> RedisAddress | None:
@@ -257,6 +283,13 @@ class Options(usage.Options):
         if not token or any(c.isspace() for c in token):
             raise usage.UsageError("the publish token must be one word")
         return token.encode("utf-8")
+
+
+def _check_endpoint(options: Options, name: str) -> None:
+    try:
+        serverFromString(None, options[name])
+    except (ValueError, KeyError, TypeError) as e:
+        raise usage.UsageError(f"--{name}: {e}") from e
 
 
 def _log_json_path(path: str | None) -> str | None:
@@ -323,7 +356,21 @@ def makeService(
         if address is None
         else redis_log(reactor, address, options["redis-key"], options["history"])
     )
-    hub = Hub(clock, MemoryLog(options["history"]) if shared is None else shared)
+    metrics = Metrics() if options["metrics"] else None
+    hub = Hub(
+        clock,
+        MemoryLog(options["history"]) if shared is None else shared,
+        observer=metrics,
+    )
+    limit = None
+    if options["max-clients"]:
+        limit = ClientLimit(
+            hub.__len__,
+            options["max-clients"],
+            clock=clock,
+            retry=options["retry"],
+            observer=metrics,
+        )
     settings = Settings(
         static=FilePath(str(options["static"])),
         max_body=options["max-body"],
@@ -333,9 +380,9 @@ def makeService(
         protect_api=options["protect-api"],
         cors_origins=tuple(options["cors-origin"]),
     )
-    server = sse_service(
+    service = sse_service(
         hub,
-        SSEApp(hub, settings, broker=shared).site(),
+        SSEApp(hub, settings, limit=limit, observer=metrics, broker=shared).site(),
         endpoint,
         clock=clock,
         heartbeat=options["heartbeat"],
@@ -343,7 +390,14 @@ def makeService(
         retry=options["retry"],
         json_log=JsonLog(options["log-json"], reactor) if options["log-json"] else None,
     )
+    if limit is not None:
+        limit.setServiceParent(service)
+    if metrics is not None:
+        metrics.count_streams(hub.__len__)
+        StreamServerEndpointService(
+            serverFromString(reactor, options["metrics"]), metrics.site()
+        ).setServiceParent(service)
     if shared is not None:
         shared.feed(hub)
-        shared.setServiceParent(server)
-    return server
+        shared.setServiceParent(service)
+    return service

@@ -10,9 +10,10 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from twisted.web import http
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.static import File
 
 JSON_TYPE = "application/json"
@@ -116,6 +117,29 @@ class StreamFirst(Resource):
         except RequestError as error:
             return error.render(request)
         return NOT_DONE_YET
+
+
+_UNLOGGED = "_ssedemo_unlogged"
+
+
+def leave_out_of_access_log(request: IRequest) -> None:
+    """
+    Keep C{request} out of the access log of a L{SelectiveLogSite}; call it
+    before the response is finished.
+    """
+    setattr(request, _UNLOGGED, True)
+
+
+class SelectiveLogSite(Site):
+    """
+    A site whose access log leaves out the requests passed to
+    L{leave_out_of_access_log}, such as streams refused in a crowd, which
+    are summed up in one line instead.
+    """
+
+    def log(self, request: http.Request) -> None:
+        if not getattr(request, _UNLOGGED, False):
+            super().log(request)
 
 
 class BodyLimitedRequest(Request):

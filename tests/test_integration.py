@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from memory_http import dechunk, parse_response
+from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
@@ -127,7 +128,21 @@ def server(reactor: Any) -> Generator[Server, None, None]:
     ephemeral port of 127.0.0.1.
     """
     hub = Hub(reactor)
-    app = SSEApp(hub, Settings(static=STATIC))
+    service, port = start_server(reactor, hub, SSEApp(hub, Settings(static=STATIC)))
+    yield Server(hub, port)
+    pytest_twisted.blockon(service.stopService())
+
+
+def start_server(
+    reactor: Any, hub: Hub, app: SSEApp, **timers: float
+) -> tuple[MultiService, int]:
+    """
+    Start the whole server on an ephemeral port of 127.0.0.1, by default
+    with a heartbeat every 0.2 s and keep-alive.
+
+    @param timers: C{heartbeat}, C{keepalive} or C{retry} for L{sse_service}.
+    @return: The running service and its port.
+    """
     listening: list[IListeningPort] = []
 
     class RecordingEndpoint:
@@ -137,18 +152,16 @@ def server(reactor: Any) -> Generator[Server, None, None]:
                 lambda port: listening.append(port) or port
             )
 
+    settings: dict[str, Any] = {"heartbeat": 0.2, "keepalive": 15, "retry": 3000}
     service = sse_service(
         hub,
         app.site(),
         RecordingEndpoint(),  # type: ignore[arg-type]
         clock=reactor,
-        heartbeat=0.2,
-        keepalive=15,
-        retry=3000,
+        **{**settings, **timers},
     )
     service.startService()
-    yield Server(hub, listening[0].getHost().port)
-    pytest_twisted.blockon(service.stopService())
+    return service, listening[0].getHost().port
 
 
 def tick() -> defer.Deferred[None]:
@@ -251,12 +264,7 @@ def test_client_that_never_reads_is_dropped_without_holding_up_others(
     the allowed backlog behind and is dropped; a client that reads gets
     every event meanwhile.
     """
-    # A plain socket that never reads, with a small receive buffer (which
-    # also stops the kernel from growing it to many megabytes).
-    stalled = socket.socket()
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.connect(("127.0.0.1", server.port))
-    stalled.sendall(b"GET /sse HTTP/1.1\r\nHost: t\r\n\r\n")
+    stalled = stalled_stream(server.port)
     reading = yield server.stream()
     yield until(lambda: len(server.hub) == 2)
     chunk = "y" * 65536
@@ -271,6 +279,18 @@ def test_client_that_never_reads_is_dropped_without_holding_up_others(
     yield until(lambda: len(server.hub) == 1)
     stalled.close()
     reading.transport.loseConnection()  # type: ignore[union-attr]
+
+
+def stalled_stream(port: int) -> socket.socket:
+    """
+    Open a stream on a plain socket that never reads, with a small receive
+    buffer (which also stops the kernel from growing it to many megabytes).
+    """
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", port))
+    stalled.sendall(b"GET /sse HTTP/1.1\r\nHost: t\r\n\r\n")
+    return stalled
 
 
 BAD = [

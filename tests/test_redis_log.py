@@ -81,13 +81,26 @@ def xread(*entries: list[Any]) -> list[Any]:
     return [[b"ssedemo", list(entries)]]
 
 
+class CountingObserver:
+    """
+    Counts what the hub tells an observer (the metrics) of.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[object]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: self.counts.setdefault(name, []).append(args)
+
+
 class Setup:
     def __init__(self, newest: str | None = "1-0") -> None:
         self.publisher = FakeConnection()
         self.reader = FakeConnection()
         self.clock = Clock()
         self.log = RedisLog(self.publisher, self.reader, self.clock, "ssedemo", 100)  # type: ignore[arg-type]
-        self.hub = Hub(self.clock, self.log)
+        self.observer = CountingObserver()
+        self.hub = Hub(self.clock, self.log, observer=self.observer)  # type: ignore[arg-type]
         self.log.feed(self.hub)
         self.log.startService()
         self.reader.answer("XREVRANGE", [entry(newest)] if newest else [])
@@ -184,6 +197,28 @@ def test_publish_appends_with_approximate_trim() -> None:
     result = receipt.result
     assert (result.id, result.delivered) == ("5-0", None)
     assert sink.writes == []
+
+
+def test_observer_counts_publishes_once_stored_and_settled_resumes() -> None:
+    """
+    With Redis, a publish is counted when Redis has stored it, a resume when
+    its replay has settled, and fan-outs as the reader delivers.
+    """
+    s = Setup(newest="2-0")
+    s.hub.subscribe(RecordingSink())
+    s.hub.publish("hi")
+    assert "published" not in s.observer.counts
+    s.publisher.answer("XADD", b"3-0")
+    assert s.observer.counts["published"] == [()]
+    resume(s, "2-0")
+    assert "resumed" not in s.observer.counts
+    s.publisher.answer("XRANGE", [entry("2-0")])
+    s.read(entry("3-0"))
+    assert s.observer.counts["resumed"] == [(True,)]
+    assert s.observer.counts["fanned_out"][0][0] == 2
+    resume(s, "1-0")
+    s.publisher.answer("XRANGE", [entry("2-0")])
+    assert s.observer.counts["resumed"] == [(True,), (False,)]
 
 
 def test_publish_fails_when_redis_is_unavailable() -> None:

@@ -13,6 +13,7 @@ from twisted.python.usage import UsageError
 
 from sse_twisted.eager import EagerTCPServerEndpoint
 from sse_twisted.jsonlog import JsonLog
+from sse_twisted.overload import ClientLimit
 from sse_twisted.redis_client import RedisAddress
 from sse_twisted.redis_log import RedisLog
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
@@ -37,6 +38,8 @@ def test_defaults() -> None:
     assert options["static"] == BUNDLED_STATIC
     assert options["publish-token"] is None
     assert options["cors-origin"] == []
+    assert options["metrics"] is None
+    assert options["max-clients"] == 0
     assert (BUNDLED_STATIC / "index.html").is_file()
 
 
@@ -76,6 +79,10 @@ def test_port_becomes_an_endpoint_description(port: str, description: str) -> No
         ["--history", "-5"],
         ["--history", "99999999999"],
         ["--retry", "-1"],
+        ["--max-clients", "-1"],
+        ["--max-clients", "many"],
+        ["--metrics", "bogus:9100"],
+        ["--metrics", "tcp:notaport"],
         ["--static", "/nonexistent/dir"],
         ["--protect-api"],
         ["--publish-token", "two words"],
@@ -205,6 +212,8 @@ def test_every_option_is_in_help() -> None:
         "--cors-origin",
         "--redis",
         "--redis-key",
+        "--max-clients",
+        "--metrics",
         "--workers",
     ):
         assert name in text
@@ -248,6 +257,50 @@ def test_make_service_with_redis() -> None:
     assert shared._key == "events"
     assert shared._history == 1000
     assert not shared.available
+
+
+@pytest.mark.parametrize(
+    "metrics,description",
+    [
+        ("9100", "eagertcp:9100:backlog=4096"),
+        (
+            "tcp:9100:interface=127.0.0.1",
+            "eagertcp:9100:interface=127.0.0.1:backlog=4096",
+        ),
+        ("unix:/tmp/metrics.sock", "unix:/tmp/metrics.sock"),
+    ],
+)
+def test_metrics_endpoint(metrics: str, description: str) -> None:
+    """
+    C{--metrics} takes an endpoint description as C{--port} does.
+    """
+    assert parse("--metrics", metrics)["metrics"] == description
+
+
+def test_make_service_with_metrics_and_a_limit() -> None:
+    """
+    C{--metrics} adds a second listening site; C{--max-clients} a limit
+    that is stopped with the server.
+    """
+    reactor = MemoryReactorClock()
+    service = makeService(
+        parse("--metrics", "unix:/tmp/metrics.sock", "--max-clients", "5"), reactor
+    )
+    children = list(service)  # type: ignore[call-overload]
+    assert sum(isinstance(c, ClientLimit) for c in children) == 1
+    service.startService()
+    [(path, site, _, _, _)] = reactor.unixServers
+    assert path == "/tmp/metrics.sock"
+    assert list(site.resource.children) == [b"metrics"]
+
+
+def test_make_service_without_metrics_or_limit() -> None:
+    reactor = MemoryReactorClock()
+    service = makeService(parse(), reactor)
+    assert not any(isinstance(c, ClientLimit) for c in service)  # type: ignore[attr-defined]
+    service.startService()
+    assert reactor.unixServers == []
+    assert sum(isinstance(c, StreamServerEndpointService) for c in service) == 1  # type: ignore[attr-defined]
 
 
 def test_log_json_path_is_made_absolute(
@@ -314,6 +367,11 @@ def test_workers_share_tcp_ports_only(port: str) -> None:
     kind = port.partition(":")[0]
     with pytest.raises(UsageError, match=f"cannot share {kind}:"):
         parse("--workers", "2", "--redis", REDIS, "--port", port)
+
+
+def test_workers_refuse_metrics() -> None:
+    with pytest.raises(UsageError, match="--metrics does not work with --workers"):
+        parse("--workers", "2", "--redis", REDIS, "--metrics", "9100")
 
 
 @pytest.mark.parametrize("count", ["0", "-1", "1025"])

@@ -23,7 +23,7 @@ from redis_server import RedisServer
 from twistd_process import DEADLINE, TWISTD, TwistdServer, eventually, read_until
 
 STARTED = re.compile(rb"worker \d+ started: pid (\d+)")
-LISTENING = re.compile(rb"\[worker (\d+)\] Site starting on")
+LISTENING = re.compile(rb"\[worker (\d+)\] \w*Site starting on")
 
 
 def answering_pid(port: int) -> int:

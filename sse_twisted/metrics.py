@@ -1,0 +1,150 @@
+"""
+Prometheus metrics: an L{sse_twisted.observer.Observer} that counts with
+C{prometheus_client}, and the web site that serves them at C{/metrics}.
+
+Each L{Metrics} has a registry of its own, with the process, platform and
+garbage-collector collectors that C{prometheus_client} puts on its global
+registry: so several servers can live in one process (as in the tests)
+without clashing, and the scrape shows exactly one server's figures.
+
+No metric has a label whose values come from clients (topics, ids): the
+set of time series stays the same whatever clients do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+FANOUT_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+"""
+The buckets of C{ssedemo_fanout_seconds}, in seconds: from a topic with a
+handful of streams (well under a millisecond) to tens of thousands.
+"""
+
+
+class Metrics:
+    """
+    The server's metrics, kept in a registry of their own.
+
+    @ivar registry: What a scrape collects: the metrics below and the
+        process, platform and garbage-collector collectors.
+    """
+
+    def __init__(self) -> None:
+        registry = self.registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        self._streams = Gauge(
+            "ssedemo_streams", "Open event streams.", registry=registry
+        )
+        self._opened = Counter(
+            "ssedemo_streams_opened_total",
+            "Event streams opened.",
+            registry=registry,
+        )
+        self._published = Counter(
+            "ssedemo_events_published_total",
+            "Events published through this server (POST /api, /publish).",
+            registry=registry,
+        )
+        self._deliveries = Counter(
+            "ssedemo_deliveries_total",
+            "Event copies written to streams by fan-outs.",
+            registry=registry,
+        )
+        dropped = Counter(
+            "ssedemo_streams_dropped_total",
+            "Event streams dropped by the server, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self._dropped_slow = dropped.labels(reason="slow")
+        self._refused = Counter(
+            "ssedemo_streams_refused_total",
+            "Event streams refused because --max-clients were open.",
+            registry=registry,
+        )
+        resumes = Counter(
+            "ssedemo_resumes_total",
+            "Clients that came back with a last event id, by result.",
+            ["result"],
+            registry=registry,
+        )
+        self._replayed = resumes.labels(result="replayed")
+        self._resync = resumes.labels(result="resync")
+        self._fanout = Histogram(
+            "ssedemo_fanout_seconds",
+            "Time to write one event to all of its streams.",
+            buckets=FANOUT_BUCKETS,
+            registry=registry,
+        )
+
+    def count_streams(self, count: Callable[[], int]) -> None:
+        """
+        Read C{ssedemo_streams} from C{count} at each scrape.
+
+        @param count: Returns the number of open streams, such as
+            C{hub.__len__}.
+        """
+        self._streams.set_function(count)
+
+    def streams_opened(self, count: int) -> None:
+        self._opened.inc(count)
+
+    def published(self) -> None:
+        self._published.inc()
+
+    def fanned_out(self, streams: int, seconds: float) -> None:
+        self._deliveries.inc(streams)
+        self._fanout.observe(seconds)
+
+    def resumed(self, replayed: bool) -> None:
+        (self._replayed if replayed else self._resync).inc()
+
+    def dropped_slow(self) -> None:
+        self._dropped_slow.inc()
+
+    def refused(self) -> None:
+        self._refused.inc()
+
+    def site(self) -> Site:
+        """
+        @return: A web site that serves these metrics at C{GET /metrics}, in
+            the Prometheus text format (or OpenMetrics, if the scraper asks
+            for it), through C{prometheus_client}'s Twisted resource.
+        """
+        # Imported here: it binds the global reactor, which only a server
+        # that serves metrics needs.
+        from prometheus_client.twisted import MetricsResource
+
+        root = Resource()
+        root.putChild(b"metrics", MetricsResource(self.registry))
+        return Site(root)
