@@ -20,7 +20,7 @@ setup(
         "twisted.plugins": ["ssedemo_plugin.py", "ssedemo_endpoints.py"],
     },
     install_requires=[
-        "twisted>=24.7",
+        "twisted[tls,http2]>=24.7",
         "klein>=24.8",
         "hiredis>=3.0",
         "prometheus_client>=0.20",

@@ -25,6 +25,7 @@ from twisted.web.server import Request, Site
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from sse_twisted.event import InvalidEventField, encode_event, encode_retry
+from sse_twisted.http2 import StreamingSite
 from sse_twisted.hub import DEFAULT_TOPIC, MAX_EVENT_NAME, Hub, Receipt, is_topic_name
 from sse_twisted.observer import Observer
 from sse_twisted.overload import ClientLimit
@@ -96,6 +97,13 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
 
 
+class _Site(SelectiveLogSite, StreamingSite):
+    """
+    The site: its HTTP/2 connections keep event streams (L{StreamingSite}),
+    and its access log leaves out refused streams (L{SelectiveLogSite}).
+    """
+
+
 class SSEApp:
     """
     The routes, bound to one L{Hub} and one L{Settings}.
@@ -135,7 +143,7 @@ class SSEApp:
         """
         @return: The web site serving these routes.
         """
-        site = SelectiveLogSite(
+        site = _Site(
             StreamFirst(self.open_stream, self.app.resource()),
             requestFactory=partial(BodyLimitedRequest, max_body=self.settings.max_body),
         )

@@ -103,8 +103,7 @@ def _every(
 def sse_service(
     hub: Hub,
     site: Site,
-    endpoint: IStreamServerEndpoint,
-    *,
+    *endpoints: IStreamServerEndpoint,
     clock: IReactorTime,
     heartbeat: float,
     keepalive: float,
@@ -116,7 +115,7 @@ def sse_service(
 
     @param hub: The hub the site publishes to.
     @param site: The web site.
-    @param endpoint: Where to listen.
+    @param endpoints: Where to listen: the site is served on each.
     @param clock: The reactor's clock, for the timers.
     @param heartbeat: Seconds between demo heartbeats; C{0} for none.
     @param keepalive: The silence, in seconds, after which an open stream
@@ -141,6 +140,8 @@ def sse_service(
             keepalive / 4, hub.send_keepalives, keepalive, clock=clock
         ).setServiceParent(server)
     StreamCloser(hub, clock, retry).setServiceParent(server)
-    # Stopped first: no new stream is accepted while the others are ended.
-    StreamServerEndpointService(endpoint, site).setServiceParent(server)
+    # Added last, so stopped first (a MultiService stops its children in
+    # reverse): no port accepts a new stream while the others are ended.
+    for endpoint in endpoints:
+        StreamServerEndpointService(endpoint, site).setServiceParent(server)
     return server

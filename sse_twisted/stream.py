@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
+from twisted.internet.error import ConnectionAborted
 from twisted.internet.interfaces import IPushProducer, ITransport
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 from zope.interface import implementer
@@ -45,11 +48,12 @@ class EventStream:
     cycle for the next full garbage collection, which the server makes rare.
 
     A client that reads slower than events come makes the connection's
-    buffer fill up; the connection then pauses this stream (it is its
-    producer). Events still go out, but once more than C{max_backlog} bytes
-    have piled up during one pause the connection is dropped: the client
-    reconnects by itself and resumes from the history, and the server does
-    not hold an unbounded buffer for it.
+    buffer (over HTTP/2, the stream's flow-control window) fill up; the
+    connection then pauses this stream (it is its producer). Events still go
+    out, but once more than C{max_backlog} bytes have piled up during one
+    pause the connection is dropped (over HTTP/2, only this stream is reset):
+    the client reconnects by itself and resumes from the history, and the
+    server does not hold an unbounded buffer for it.
     """
 
     __slots__ = (
@@ -182,5 +186,16 @@ class EventStream:
             self._dropped()
         if self._channel is not None:
             self._channel.forceAbortClient()
-        elif self._request is not None:
-            self._request.loseConnection()
+            return
+        # HTTP/2: the request's channel is its stream, which a reset
+        # (RST_STREAM) ends at once, alone; losing it would only queue the
+        # stream's end behind the data the client does not take. Twisted does
+        # not tell the request of a reset it sends: tell it in the next turn,
+        # as for an aborted TCP connection (later writes fall in the backlog).
+        request = self._request
+        assert request is not None and request.site is not None
+        h2_stream: Any = request.channel
+        h2_stream.abortConnection()
+        request.site.reactor.callLater(
+            0, request.connectionLost, Failure(ConnectionAborted())
+        )

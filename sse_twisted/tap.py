@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from OpenSSL.crypto import Error as CryptoError
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import VerifyError
 from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
 from twisted.python import usage
 from twisted.python.filepath import FilePath
@@ -38,6 +40,9 @@ The listen queue given to TCP endpoints that name none. Twisted's own
 default of 50 overflows when thousands of clients connect at once.
 """
 
+DEFAULT_PORT = "8080"
+"""Where to listen when no C{--port} is given."""
+
 _MAX_RETRY = 24 * 60 * 60 * 1000
 _MAX_HISTORY = 1_000_000
 _MIN_REDIS_HISTORY = 100
@@ -52,9 +57,11 @@ def endpoint_description(port: str) -> str:
     A bare number means TCP on that port. IPv4 TCP is served by
     L{sse_twisted.eager}'s C{eagertcp:} endpoint, which takes the same
     arguments as C{tcp:} and writes faster, and sockets passed by systemd
-    by its C{eagersystemd:}, with the arguments of C{systemd:}; TCP
-    endpoints get L{DEFAULT_BACKLOG} unless they name a C{backlog} of their
-    own. Other descriptions (C{ssl:}, C{unix:}, ...) are left as they are.
+    by its C{eagersystemd:}, with the arguments of C{systemd:}. TLS (C{ssl:})
+    is served by L{sse_twisted.tls}'s C{sparingssl:}, which copes with a
+    full descriptor table as those do. TCP and TLS endpoints get
+    L{DEFAULT_BACKLOG} unless they name a C{backlog} of their own. Other
+    descriptions (C{unix:}, ...) are left as they are.
 
     @param port: A port number or any endpoint description.
     @return: The endpoint description.
@@ -64,8 +71,10 @@ def endpoint_description(port: str) -> str:
         kind, rest = "eagertcp", port
     elif kind in ("tcp", "systemd"):
         kind = "eager" + kind
+    elif kind == "ssl":
+        kind = "sparingssl"
     description = f"{kind}:{rest}" if rest else kind
-    if kind in ("eagertcp", "tcp6") and "backlog=" not in rest:
+    if kind in ("eagertcp", "tcp6", "sparingssl") and "backlog=" not in rest:
         description += f":backlog={DEFAULT_BACKLOG}"
     return description
 
@@ -84,15 +93,6 @@ class Options(usage.Options):
         ["protect-api", None, "Require the publish token on POST /api too."],
     ]
     optParameters: list[list[Any]] = [
-        [
-            "port",
-            "p",
-            "8080",
-            "Where to listen: a port number, or a Twisted server endpoint"
-            " description such as tcp:8080:interface=127.0.0.1 or"
-            f" ssl:8443:privateKey=key.pem (TCP backlog {DEFAULT_BACKLOG} unless"
-            " given).",
-        ],
         [
             "heartbeat",
             None,
@@ -190,14 +190,29 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["cors-origin"] = []
+        self["ports"] = []
+
+    def opt_port(self, port: str) -> None:
+        self["ports"].append(port)
+
+    opt_port.__doc__ = (  # the --help text, which keeps a docstring's indentation
+        f"Where to listen (repeatable; default {DEFAULT_PORT}): a port number, or"
+        " a Twisted server endpoint description such as"
+        " tcp:8080:interface=127.0.0.1 or"
+        " ssl:8443:privateKey=key.pem:certKey=cert.pem (HTTPS, and HTTP/2 by"
+        f" ALPN). TCP and TLS get a listen backlog of {DEFAULT_BACKLOG} unless"
+        " given."
+    )
+    opt_p = opt_port
 
     def opt_cors_origin(self, origin: str) -> None:
         """Let this origin use /sse and /publish (repeatable; * for any)."""
         self["cors-origin"].append(origin)
 
     def postOptions(self) -> None:
-        self["port"] = endpoint_description(self["port"])
-        _check_endpoint(self, "port")
+        self["ports"] = [
+            _endpoint("port", port) for port in self["ports"] or [DEFAULT_PORT]
+        ]
         _check_range(self, "heartbeat", 0, 86400)
         _check_range(self, "keepalive", 0, 86400)
         _check_range(self, "max-body", 1, 1 << 30)
@@ -206,8 +221,7 @@ class Options(usage.Options):
         _check_range(self, "retry", 0, _MAX_RETRY)
         _check_range(self, "max-clients", 0, _MAX_CLIENTS)
         if self["metrics"] is not None:
-            self["metrics"] = endpoint_description(self["metrics"])
-            _check_endpoint(self, "metrics")
+            self["metrics"] = _endpoint("metrics", self["metrics"])
         static = Path(self["static"]) if self["static"] else BUNDLED_STATIC
         if not static.is_dir():
             raise usage.UsageError(f"--static: {static} is not a directory")
@@ -237,10 +251,13 @@ class Options(usage.Options):
                 " in-memory event log, so clients would miss the events"
                 " published through the other workers"
             )
-        if not self["port"].startswith("eagertcp:"):
+        [port, *more] = self["ports"]
+        if more:
+            raise usage.UsageError("--workers shares one --port, not several")
+        if not port.startswith("eagertcp:"):
             raise usage.UsageError(
                 "--workers shares one TCP port (a number or tcp:...) between"
-                f" the workers; it cannot share {self['port'].partition(':')[0]}:"
+                f" the workers; it cannot share {port.partition(':')[0]}:"
             )
         if self["metrics"] is not None:
             raise usage.UsageError(
@@ -285,11 +302,17 @@ class Options(usage.Options):
         return token.encode("utf-8")
 
 
-def _check_endpoint(options: Options, name: str) -> None:
+def _endpoint(option: str, value: str) -> str:
+    description = endpoint_description(value)
     try:
-        serverFromString(None, options[name])
-    except (ValueError, KeyError, TypeError) as e:
-        raise usage.UsageError(f"--{name}: {e}") from e
+        serverFromString(None, description)
+    except (ValueError, KeyError, TypeError, OSError, VerifyError) as e:
+        raise usage.UsageError(f"--{option} {value}: {e}") from e
+    except CryptoError as e:
+        raise usage.UsageError(
+            f"--{option} {value}: cannot load the TLS key and certificate (PEM): {e}"
+        ) from e
+    return description
 
 
 def _log_json_path(path: str | None) -> str | None:
@@ -337,18 +360,20 @@ def makeService(
     @param options: Parsed L{Options}.
     @param reactor: The reactor to listen with and to time by; the global
         one by default.
-    @param endpoint: Where to serve instead of C{--port}: a worker process
-        serves the socket its parent bound.
+    @param endpoint: Where to serve instead of the C{--port}s: a worker
+        process serves the socket its parent bound.
     @return: The service for C{twistd} to run: the server, or with
         C{--workers N} (and no C{endpoint}) the supervisor of N worker
         processes, each running the server.
     """
     if reactor is None:
         from twisted.internet import reactor
-    if endpoint is None:
-        endpoint = serverFromString(reactor, options["port"])
+    if endpoint is not None:
+        endpoints = [endpoint]
+    else:
+        endpoints = [serverFromString(reactor, port) for port in options["ports"]]
         if options["workers"] > 1:
-            return _supervisor(options, reactor, endpoint)
+            return _supervisor(options, reactor, endpoints[0])
     clock: IReactorTime = reactor
     address: RedisAddress | None = options["redis"]
     shared = (
@@ -383,7 +408,7 @@ def makeService(
     service = sse_service(
         hub,
         SSEApp(hub, settings, limit=limit, observer=metrics, broker=shared).site(),
-        endpoint,
+        *endpoints,
         clock=clock,
         heartbeat=options["heartbeat"],
         keepalive=options["keepalive"],

@@ -1,6 +1,7 @@
 from collections.abc import Iterator
 
 import pytest
+from certificate import Certificate, make_certificate
 from redis_server import RedisServer, running_redis
 from twisted.internet.interfaces import IReactorCore
 
@@ -23,3 +24,11 @@ def redis_server() -> Iterator[RedisServer]:
     """
     with running_redis() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    """
+    A throwaway self-signed certificate for 127.0.0.1, made once.
+    """
+    return make_certificate(tmp_path_factory.mktemp("tls"))

@@ -226,22 +226,26 @@ def test_redis_restart_while_publishing_loses_nothing() -> None:
         streams((a.port, None), (b.port, None)) as clients,
     ):
         accepted: list[str] = []
-        refused = 0
-        for n in range(60):
+        statuses: list[int] = []
+        # Post until ten in a row are accepted after the restart (bounded).
+        for n in range(300):
             if n == 15:
                 redis.kill()
             if n == 30:
                 redis.start()
             status, body, retry_after = post((a, b)[n % 2].port, f"m{n}")
+            statuses.append(status)
             if status == 200:
                 accepted.append(str(body["id"]))
             else:
                 assert (status, retry_after) == (503, "1"), body
                 assert "error" in body
-                refused += 1
+            if n > 30 and statuses[-10:] == [200] * 10:
+                break
             time.sleep(0.05)
-        assert refused > 0
-        assert len(accepted) > 30
+        assert statuses[-10:] == [200] * 10
+        assert statuses[:15] == [200] * 15
+        assert 503 in statuses
         for client in clients:
             received = client.wait_for_ids(accepted)
             assert len(received) == len(set(received))
@@ -307,7 +311,7 @@ def test_clients_hop_between_instances_while_both_publish(
                 assert status == 200
                 with lock:
                     accepted.append(str(body["id"]))
-                time.sleep(0.01)
+                time.sleep(0.03)
 
         publishers = [threading.Thread(target=publish, args=(w,)) for w in (0, 1)]
         received: list[str] = []
@@ -315,7 +319,7 @@ def test_clients_hop_between_instances_while_both_publish(
         for thread in publishers:
             thread.start()
         hops = 0
-        while any(t.is_alive() for t in publishers) and hops < 40:
+        while (hops < 6 or any(t.is_alive() for t in publishers)) and hops < 60:
             with streams((servers[hops % 2].port, last)) as (client,):
                 time.sleep(0.1)
                 events = client.events
@@ -328,7 +332,7 @@ def test_clients_hop_between_instances_while_both_publish(
         with streams((servers[hops % 2].port, last)) as (client,):
             rest = set(accepted) - set(received)
             received += client.wait_for_ids(sorted(rest))
-        assert hops > 3
+        assert hops >= 6
         assert len(received) == len(set(received))
         assert set(received) == set(accepted)
         keys = [tuple(map(int, i.split("-"))) for i in received]

@@ -5,11 +5,26 @@ HTTP/1.x (as under HTTP/2), where it keeps to the request's own methods.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from sse_twisted.stream import EventStream
+
+
+class FakeH2Stream:
+    """
+    The request's channel under HTTP/2: one stream, which can be reset.
+    """
+
+    def __init__(self) -> None:
+        self.resets = 0
+
+    def abortConnection(self) -> None:
+        self.resets += 1
 
 
 class FakeRequest:
@@ -18,13 +33,13 @@ class FakeRequest:
     L{twisted.web.http.HTTPChannel}.
     """
 
-    channel = None
     chunked = False
 
     def __init__(self) -> None:
+        self.channel = FakeH2Stream()
+        self.site = SimpleNamespace(reactor=Clock())
         self.written: list[bytes] = []
         self.finished = False
-        self.lost = False
         self.producer: object = None
         self._finish: Deferred[None] = Deferred()
 
@@ -44,8 +59,8 @@ class FakeRequest:
         self.finished = True
         self._finish.callback(None)
 
-    def loseConnection(self) -> None:
-        self.lost = True
+    def connectionLost(self, reason: Failure) -> None:
+        self._finish.errback(reason)
 
 
 def open_stream(
@@ -97,15 +112,21 @@ def test_write_after_the_client_left_is_dropped() -> None:
     assert request.written == [b"hello"]
 
 
-def test_slow_client_loses_its_connection() -> None:
+def test_slow_client_stream_is_reset() -> None:
     """
-    Without an HTTP/1.x channel to abort, a stream too far behind asks the
-    request to lose its connection, once.
+    Without an HTTP/1.x channel to abort, a stream too far behind is reset
+    (its channel is an HTTP/2 stream), once; the request learns it is over
+    in the next turn of the event loop, as after an aborted TCP connection,
+    and what is written meanwhile is dropped.
     """
-    request, stream, _ = open_stream(max_backlog=10)
+    request, stream, ended = open_stream(max_backlog=10)
     stream.pauseProducing()
     stream.write(b"x" * 11)
-    assert request.lost
-    request.lost = False
+    assert request.channel.resets == 1
+    assert ended == []
     stream.write(b"more")
-    assert not request.lost
+    stream.close(b"bye")
+    assert request.channel.resets == 1
+    assert request.written == [b"hello"]
+    request.site.reactor.advance(0)
+    assert ended == [stream]

@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from certificate import Certificate, make_certificate
 from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 
@@ -16,6 +18,7 @@ from sse_twisted.jsonlog import JsonLog
 from sse_twisted.overload import ClientLimit
 from sse_twisted.redis_client import RedisAddress
 from sse_twisted.redis_log import RedisLog
+from sse_twisted.service import StreamCloser
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
 from sse_twisted.workers import WorkerSupervisor
 
@@ -28,7 +31,7 @@ def parse(*args: str) -> Options:
 
 def test_defaults() -> None:
     options = parse()
-    assert options["port"] == "eagertcp:8080:backlog=4096"
+    assert options["ports"] == ["eagertcp:8080:backlog=4096"]
     assert options["heartbeat"] == 3.0
     assert options["keepalive"] == 15.0
     assert options["max-body"] == 65536
@@ -63,7 +66,23 @@ def test_port_becomes_an_endpoint_description(port: str, description: str) -> No
     queue unless it names one; other endpoint kinds pass through.
     """
     assert endpoint_description(port) == description
-    assert parse("--port", port)["port"] == description
+    assert parse("--port", port)["ports"] == [description]
+
+
+@pytest.mark.parametrize(
+    "port,description",
+    [
+        ("ssl:443:privateKey=k.pem", "sparingssl:443:privateKey=k.pem:backlog=4096"),
+        ("ssl:443:backlog=64:privateKey=k", "sparingssl:443:backlog=64:privateKey=k"),
+    ],
+)
+def test_tls_port_is_served_as_tcp_ports_are(port: str, description: str) -> None:
+    """
+    A TLS port copes with a full descriptor table (C{sparingssl:}, same
+    arguments) and gets the deep listen queue of TCP unless it names one:
+    after a restart, thousands of browsers reconnect over TLS as over TCP.
+    """
+    assert endpoint_description(port) == description
 
 
 @pytest.mark.parametrize(
@@ -71,6 +90,8 @@ def test_port_becomes_an_endpoint_description(port: str, description: str) -> No
     [
         ["--port", "bogus:1"],
         ["--port", "tcp:notaport"],
+        ["--port", "8080", "--port", "bogus:1"],
+        ["--port", "ssl:0:privateKey=/nonexistent/key.pem"],
         ["--heartbeat", "-1"],
         ["--heartbeat", "nan"],
         ["--keepalive", "1e12"],
@@ -170,6 +191,38 @@ def test_password_stays_out_of_the_address_repr() -> None:
     assert "s3cret" not in repr(RedisAddress.from_url("redis://:s3cret@host"))
 
 
+def test_port_repeats(certificate: Certificate) -> None:
+    """
+    C{--port} (or C{-p}) may be given several times: the server listens on
+    each, every one mapped as a single one is.
+    """
+    options = parse("--port", "9000", "-p", certificate.endpoint(), "-p", "unix:s")
+    assert options["ports"] == [
+        "eagertcp:9000:backlog=4096",
+        "sparing" + certificate.endpoint() + ":backlog=4096",
+        "unix:s",
+    ]
+
+
+def test_unreadable_tls_key_is_a_usage_error(tmp_path: Path) -> None:
+    """
+    A TLS port whose key or certificate is not PEM is refused with a message
+    that says so, not with a traceback.
+    """
+    garbage = tmp_path / "key.pem"
+    garbage.write_text("not a key\n")
+    with pytest.raises(UsageError, match="cannot load the TLS key"):
+        parse("--port", f"ssl:8443:privateKey={garbage}")
+
+
+def test_key_of_another_certificate_is_a_usage_error(
+    certificate: Certificate, tmp_path: Path
+) -> None:
+    other = make_certificate(tmp_path)
+    with pytest.raises(UsageError, match="do not match"):
+        parse("--port", f"ssl:8443:privateKey={other.key}:certKey={certificate.cert}")
+
+
 def test_token_from_file(tmp_path: Path) -> None:
     """
     The token can come from a file, so it stays out of the process list;
@@ -217,7 +270,7 @@ def test_every_option_is_in_help() -> None:
         "--workers",
     ):
         assert name in text
-    assert "[default: 8080]" in text
+    assert "default 8080" in text
 
 
 def test_make_service() -> None:
@@ -257,6 +310,31 @@ def test_make_service_with_redis() -> None:
     assert shared._key == "events"
     assert shared._history == 1000
     assert not shared.available
+
+
+def test_make_service_listens_on_every_port(certificate: Certificate) -> None:
+    """
+    Each C{--port} gets its own listening service, all stopped before the
+    open streams are ended: a MultiService stops its children last first.
+    """
+    reactor = MemoryReactorClock()
+    service = makeService(
+        parse("--port", "tcp:0:interface=127.0.0.1", "--port", certificate.endpoint()),
+        reactor,
+    )
+    children = list(service)  # type: ignore[call-overload]
+    closer = next(i for i, c in enumerate(children) if isinstance(c, StreamCloser))
+    listening = [
+        (i, c.endpoint)
+        for i, c in enumerate(children)
+        if isinstance(c, StreamServerEndpointService)
+    ]
+    assert [type(endpoint) for _, endpoint in listening] == [
+        EagerTCPServerEndpoint,
+        SSL4ServerEndpoint,
+    ]
+    assert all(i > closer for i, _ in listening)
+    assert listening[1][1]._backlog == 4096
 
 
 @pytest.mark.parametrize(
@@ -342,7 +420,10 @@ def test_systemd_sockets_are_served_eagerly() -> None:
     assert endpoint_description("systemd:domain=INET:index=0") == (
         "eagersystemd:domain=INET:index=0"
     )
-    with pytest.raises(UsageError, match="--port: systemd passed no such socket"):
+    with pytest.raises(
+        UsageError,
+        match="--port systemd:domain=INET:index=0: systemd passed no such socket",
+    ):
         parse("--port", "systemd:domain=INET:index=0")
 
 
@@ -367,6 +448,11 @@ def test_workers_share_tcp_ports_only(port: str) -> None:
     kind = port.partition(":")[0]
     with pytest.raises(UsageError, match=f"cannot share {kind}:"):
         parse("--workers", "2", "--redis", REDIS, "--port", port)
+
+
+def test_workers_share_one_port_only() -> None:
+    with pytest.raises(UsageError, match="one --port, not several"):
+        parse("--workers", "2", "--redis", REDIS, "--port", "8080", "--port", "8081")
 
 
 def test_workers_refuse_metrics() -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 TWISTD = str(Path(sys.executable).with_name("twistd"))
-_LISTENING = re.compile(rb"Site starting on (\d+)")
+_LISTENING = re.compile(rb"Site (\(TLS\) )?starting on (\d+)")
 DEADLINE = 20.0
 T = TypeVar("T")
 
@@ -33,6 +33,8 @@ class TwistdServer:
     One C{twistd -n ssedemo} process listening on 127.0.0.1.
 
     With C{port=0} the kernel picks a free port, read back from the log.
+    Further C{--port}s in C{args} are listened on too; L{start} waits for
+    all of them.
     """
 
     def __init__(
@@ -53,12 +55,21 @@ class TwistdServer:
         self.workdir = Path(tempfile.mkdtemp(prefix="ssedemo-"))
         self.process: subprocess.Popen[bytes] | None = None
         self.output = b""
+        self.listening: list[tuple[bool, int]] = []
+        """(TLS or not, port) of every port, in the order of the log."""
         self._listening = threading.Event()
         self._reader: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def tls_port(self) -> int:
+        """
+        The first TLS port.
+        """
+        return next(port for tls, port in self.listening if tls)
 
     def start(self) -> TwistdServer:
         self.process = subprocess.Popen(
@@ -77,6 +88,7 @@ class TwistdServer:
             preexec_fn=None if self.open_files is None else self._limit_open_files,
         )
         self._listening.clear()
+        self.listening = []
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
         if not self._listening.wait(DEADLINE):
@@ -107,8 +119,10 @@ class TwistdServer:
             self.output += line
             match = _LISTENING.search(line)
             if match and not self._listening.is_set():
-                self.port = int(match.group(1))
-                self._listening.set()
+                self.listening.append((bool(match.group(1)), int(match.group(2))))
+                if len(self.listening) == 1 + self.args.count("--port"):
+                    self.port = self.listening[0][1]
+                    self._listening.set()
 
     def health(self) -> dict[str, object]:
         with urllib.request.urlopen(self.url + "/health", timeout=5) as response:

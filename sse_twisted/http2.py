@@ -1,0 +1,97 @@
+"""
+HTTP/2 connections that keep their event streams: Twisted's HTTP/2 server,
+with two of its behaviours changed for long-lived streams.
+
+Over TLS, a L{twisted.web.server.Site} speaks HTTP/2 with the clients that
+offer it by ALPN (browsers do). One connection then carries all of a
+client's streams. Twisted's L{H2Connection}, as of Twisted 26.10:
+
+  - cuts the connection after the site's idle time-out (60 s) without a
+    frame either way, even while streams are open, where HTTP/1.1 waits
+    while a response is under way;
+  - once a stream has more data queued than its client's flow-control
+    window takes (a client that reads slowly, or not at all), runs its
+    sending loop on every turn of the reactor until the window opens: a
+    stalled stream costs a whole core.
+
+L{StreamingH2Connection} waits with the time-out while streams are open, and
+lets a stream without window wait for its client's C{WINDOW_UPDATE}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from h2.events import WindowUpdated
+from twisted.web._http2 import H2Connection
+from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+from twisted.web.server import Site
+
+
+class StreamingH2Connection(H2Connection):
+    """
+    An HTTP/2 connection that times out only when it has no stream open, and
+    whose sending loop sleeps while the streams with data have no window.
+    """
+
+    def timeoutConnection(self) -> None:
+        """
+        The connection has been silent for the idle time-out: cut it if no
+        stream is open, else wait another time-out.
+        """
+        if self.streams:
+            self.setTimeout(self.timeOut)
+        else:
+            super().timeoutConnection()
+
+    def _sendPrioritisedData(self, *args: object) -> None:
+        # One turn of Twisted's loop: it sends a frame of the next stream in
+        # the priority tree, if its window allows. When no data went out,
+        # take the streams whose data waits for window out of the tree
+        # (Twisted leaves them in, and the loop spins). Checking only then
+        # keeps a broadcast linear in the number of streams.
+        window = self.conn.outbound_flow_control_window
+        super()._sendPrioritisedData(*args)
+        if self.conn.outbound_flow_control_window != window:
+            return
+        room = self.conn.local_flow_control_window
+        for stream_id, queue in self._outboundStreamQueues.items():
+            # An end of stream needs no window.
+            if queue and isinstance(queue[0], bytes) and room(stream_id) <= 0:
+                self.priority.block(stream_id)
+
+    def _handleWindowUpdate(self, event: WindowUpdated) -> None:
+        # Twisted puts the streams with data back into the loop; wake the
+        # loop too if it sleeps (Twisted's never slept with data queued).
+        super()._handleWindowUpdate(event)
+        waiting = self._sendingDeferred
+        if waiting is not None:
+            self._sendingDeferred = None
+            waiting.callback(event.stream_id)
+
+
+class _Channel(_GenericHTTPChannelProtocol):
+    """
+    Speaks HTTP/1.x or, once TLS has negotiated it, HTTP/2 through a
+    L{StreamingH2Connection}.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        # Twisted makes its own H2Connection on the first bytes of a
+        # connection that negotiated h2; it becomes a StreamingH2Connection
+        # (the subclass adds no state) before any of its timers can fire.
+        super().dataReceived(data)
+        if type(self._channel) is H2Connection:
+            self._channel.__class__ = StreamingH2Connection
+
+
+def _channel(site: Site) -> Any:
+    return _Channel(HTTPChannel())
+
+
+class StreamingSite(Site):
+    """
+    A L{Site} whose HTTP/2 connections are L{StreamingH2Connection}s.
+    """
+
+    protocol = _channel
