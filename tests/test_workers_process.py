@@ -164,12 +164,12 @@ def test_a_killed_worker_is_replaced(workers: TwistdServer) -> None:
     """
     killed, other = worker_pids(workers.output)
     os.kill(killed, signal.SIGKILL)
+    eventually(lambda: not alive(killed), "the worker to die")
     assert pids_answering(workers.port, 1) <= {other}
     eventually(lambda: listening(workers.output, 3), "a new worker")
     new = worker_pids(workers.output)[2]
     assert pids_answering(workers.port, 2) == {other, new}
     assert f"worker {killed} ended (signal 9)".encode() in workers.output
-    assert not alive(killed)
 
 
 def test_killed_parent_takes_its_workers_along(workers: TwistdServer) -> None:
