@@ -24,6 +24,7 @@ setup(
         "klein>=24.8",
         "hiredis>=3.0",
         "prometheus_client>=0.20",
+        "pyjwt[crypto]>=2.8",
     ],
     extras_require={
         "test": [

@@ -63,6 +63,8 @@ SERVERS = (
     "starlette",
     "aiohttp",
     "node",
+    "ssedemo-hs256",
+    "ssedemo-es256",
 )
 REDIS_SERVERS = frozenset({"ssedemo-redis", "ssedemo-workers2"})
 """Servers run with a redis-server of their own, whose CPU counts as theirs."""
@@ -158,12 +160,14 @@ def server_command(name: str, port: int, extra: Sequence[str] = ()) -> list[str]
     @param extra: More arguments for ssedemo, such as C{--redis}.
     @return: The command that runs server C{name} on 127.0.0.1:C{port}.
     """
-    if name == "ssedemo" or name in REDIS_SERVERS:
+    if name == "ssedemo" or name in REDIS_SERVERS or name in JWT_SERVERS:
         twistd = str(Path(sys.executable).with_name("twistd"))
         where = f"tcp:{port}:interface=127.0.0.1"
         command = [twistd, "-n", "ssedemo", "--port", where, "--heartbeat", "0"]
         if name in WORKERS:
             command += ["--workers", str(WORKERS[name])]
+        if name in JWT_SERVERS:
+            command += ["--jwt-key", JWT_KEY, "--jwt-algorithm", JWT_SERVERS[name]]
         return [*command, *extra]
     if name == "ssedemo-metrics":  # the same, with Prometheus metrics served
         metrics = f"tcp:{free_port()}:interface=127.0.0.1"
@@ -173,6 +177,43 @@ def server_command(name: str, port: int, extra: Sequence[str] = ()) -> list[str]
     if name == "node":
         return ["node", str(PEERS / "node_peer.js"), str(port)]
     raise ValueError(name)
+
+
+# ssedemo with JWT authorization: every stream presents a token for the
+# default topic in its query, as EventSource does across origins.
+JWT_SERVERS = {"ssedemo-hs256": "HS256", "ssedemo-es256": "ES256"}
+JWT_KEY = "jwt.key"  # in the server's working directory
+
+
+def stream_path(name: str, workdir: Path) -> str:
+    """
+    For a JWT variant, write a fresh key into C{workdir} (where the server
+    runs) and sign a token that lets streams read the default topic.
+
+    @return: The path the loadgen's streams ask for.
+    """
+    algorithm = JWT_SERVERS.get(name)
+    if algorithm is None:
+        return "/sse"
+    # Imported here: only the JWT variants need the project's virtualenv.
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    signing: Any
+    if algorithm == "HS256":
+        signing = os.urandom(32).hex()
+        (workdir / JWT_KEY).write_text(signing + "\n")
+    else:
+        signing = ec.generate_private_key(ec.SECP256R1())
+        (workdir / JWT_KEY).write_bytes(
+            signing.public_key().public_bytes(
+                serialization.Encoding.PEM,
+                serialization.PublicFormat.SubjectPublicKeyInfo,
+            )
+        )
+    claims = {"sse": {"subscribe": ["default"]}, "exp": int(time.time()) + 3600}
+    return "/sse?access_token=" + jwt.encode(claims, signing, algorithm=algorithm)
 
 
 def tail(path: Path, lines: int = 5) -> str:
@@ -453,10 +494,12 @@ def run_loadgen(
     options: argparse.Namespace,
     workdir: Path,
     on_phase: Callable[[str], None],
+    path: str = "/sse",
 ) -> dict[str, Any]:
     """
     Run the loadgen against C{port}, calling C{on_phase("ready")} when its
-    streams are open and C{on_phase("done")} when its rounds are over.
+    streams are open and C{on_phase("done")} when its rounds are over; its
+    streams ask for C{path}.
 
     @return: Its JSON report.
     """
@@ -464,6 +507,7 @@ def run_loadgen(
     command += ["--clients", str(options.clients), "--rounds", str(options.rounds)]
     command += ["--connect-timeout", str(CONNECT_TIMEOUT)]
     command += ["--round-timeout", str(ROUND_TIMEOUT)]
+    command += ["--path", path]
     rounds_limit = options.rounds * (ROUND_TIMEOUT + 1) + SLACK
     return drive_loadgen(
         command,
@@ -521,6 +565,7 @@ def run_once(name: str, options: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         workdir = Path(tmp)
         try:
+            path = stream_path(name, workdir)
             with (
                 backing_redis(name) as (extra, helpers),
                 running(name, workdir, extra=extra) as (port, pid),
@@ -532,7 +577,7 @@ def run_once(name: str, options: argparse.Namespace) -> dict[str, Any]:
                 def on_phase(phase: str) -> None:
                     samples[phase] = sample(pids)
 
-                report = run_loadgen(port, options, workdir, on_phase)
+                report = run_loadgen(port, options, workdir, on_phase, path)
             record["loadgen"] = report
             record["samples"] = samples
             record.update(server_figures(report, samples))

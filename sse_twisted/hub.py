@@ -88,6 +88,17 @@ class _Subscription:
     quiet_since: float
 
 
+@dataclass(slots=True)
+class _Resuming:
+    """
+    A stream whose replay from a shared log is still under way: it joins
+    the fan-out when C{replay} fires, and gets keep-alives meanwhile.
+    """
+
+    replay: Deferred[bool]
+    quiet_since: float
+
+
 class Hub:
     """
     The registry of open streams and the fan-out of events to them.
@@ -113,7 +124,7 @@ class Hub:
         self._events: EventLog = MemoryLog() if events is None else events
         self._subscribers: dict[str, set[EventSink]] = {}
         self._subscriptions: dict[EventSink, _Subscription] = {}
-        self._resuming: dict[EventSink, Deferred[bool]] = {}
+        self._resuming: dict[EventSink, _Resuming] = {}
         self._last_delivery: dict[str, float] = {}
         self._opened = self._closed = 0
         self._report: IDelayedCall | None = None
@@ -162,7 +173,7 @@ class Hub:
         if last_event_id:
             replayed = self._events.replay(last_event_id, frozenset(topics), sink.write)
             if isinstance(replayed, Deferred):
-                self._resuming[sink] = replayed
+                self._resuming[sink] = _Resuming(replayed, self._clock.seconds())
                 replayed.addCallback(self._resumed, sink, topics, last_event_id)
                 replayed.addErrback(lambda f: f.trap(CancelledError))
                 return
@@ -191,7 +202,7 @@ class Hub:
         """
         resuming = self._resuming.pop(sink, None)
         if resuming is not None:
-            resuming.cancel()
+            resuming.replay.cancel()
         subscription = self._subscriptions.pop(sink, None)
         if subscription is None:
             return
@@ -281,7 +292,15 @@ class Hub:
         for sink, subscription in quiet:
             subscription.quiet_since = now
             sink.write(comment)
-        return len(quiet)
+        waiting = [
+            (sink, resuming)
+            for sink, resuming in self._resuming.items()
+            if now - resuming.quiet_since >= idle
+        ]
+        for sink, resuming in waiting:
+            resuming.quiet_since = now
+            sink.write(comment)
+        return len(quiet) + len(waiting)
 
     def close_all(self, farewell: Callable[[], bytes] = bytes) -> None:
         """

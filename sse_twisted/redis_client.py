@@ -328,12 +328,16 @@ class RedisConnection:
             return
         self._failures += 1
         delay = self._delay()
-        _log.warn(
-            "cannot reach Redis ({name}): {error}; trying again in {delay:.1f} s",
-            name=self._name,
-            error=failure.getErrorMessage(),
-            delay=delay,
-        )
+        # Attempts 1, 2, 4, 8, ...: a long outage costs few log lines.
+        if self._failures & (self._failures - 1) == 0:
+            _log.warn(
+                "cannot reach Redis ({name}, attempt {attempt}): {error};"
+                " trying again in {delay:.1f} s",
+                name=self._name,
+                attempt=self._failures,
+                error=failure.getErrorMessage().rstrip("."),
+                delay=delay,
+            )
         self._retry = self._clock.callLater(delay, self._connect)
 
     def _lost(self, _: None, protocol: RedisProtocol) -> None:
@@ -352,9 +356,8 @@ class RedisConnection:
 
     def _delay(self) -> float:
         first, longest = self._backoff
-        return min(first * 2 ** min(self._failures, 32), longest) * (
-            1 + self._jitter() / 2
-        )
+        doublings = min(max(self._failures - 1, 0), 32)
+        return min(first * 2**doublings, longest) * (1 + self._jitter() / 2)
 
 
 def _with_deadline(

@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
+from sse_twisted import auth_config
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.eager import EagerTCPServerEndpoint
 from sse_twisted.hub import Hub
@@ -90,7 +91,13 @@ class Options(usage.Options):
         " /sse, the demo's POST /api and the POST /publish API."
     )
     optFlags = [
-        ["protect-api", None, "Require the publish token on POST /api too."],
+        [
+            "protect-api",
+            None,
+            "Require the publish token (or a JWT that may publish to default)"
+            " on POST /api too.",
+        ],
+        *auth_config.FLAGS,
     ]
     optParameters: list[list[Any]] = [
         [
@@ -185,6 +192,7 @@ class Options(usage.Options):
             " die (more than 1 needs --redis).",
             int,
         ],
+        *auth_config.PARAMETERS,
     ]
 
     def __init__(self) -> None:
@@ -209,6 +217,10 @@ class Options(usage.Options):
         """Let this origin use /sse and /publish (repeatable; * for any)."""
         self["cors-origin"].append(origin)
 
+    def opt_public_topic(self, pattern: str) -> None:
+        """Let anyone subscribe to this topic pattern, no token checked (repeatable)."""
+        auth_config.public_topic(self, pattern)
+
     def postOptions(self) -> None:
         self["ports"] = [
             _endpoint("port", port) for port in self["ports"] or [DEFAULT_PORT]
@@ -229,6 +241,7 @@ class Options(usage.Options):
         self["publish-token"] = self._token()
         self["redis"] = self._redis()
         self["log-json"] = _log_json_path(self["log-json"])
+        auth_config.check(self)
         self._check_workers()
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
@@ -294,8 +307,10 @@ class Options(usage.Options):
             except OSError as e:
                 raise usage.UsageError(f"--publish-token-file: {e}") from e
         if token is None:
-            if self["protect-api"]:
-                raise usage.UsageError("--protect-api needs a publish token")
+            if self["protect-api"] and self["jwt-key"] is None:
+                raise usage.UsageError(
+                    "--protect-api needs a publish token or --jwt-key"
+                )
             return None
         if not token or any(c.isspace() for c in token):
             raise usage.UsageError("the publish token must be one word")
@@ -396,6 +411,7 @@ def makeService(
             retry=options["retry"],
             observer=metrics,
         )
+    access = auth_config.access(options, reactor)
     settings = Settings(
         static=FilePath(str(options["static"])),
         max_body=options["max-body"],
@@ -404,6 +420,9 @@ def makeService(
         publish_token=options["publish-token"],
         protect_api=options["protect-api"],
         cors_origins=tuple(options["cors-origin"]),
+        gate=access.gate,
+        verifier=access.verifier,
+        publish_open=options["publish-open"],
     )
     service = sse_service(
         hub,
@@ -422,6 +441,8 @@ def makeService(
         StreamServerEndpointService(
             serverFromString(reactor, options["metrics"]), metrics.site()
         ).setServiceParent(service)
+    for child in access.services:
+        child.setServiceParent(service)
     if shared is not None:
         shared.feed(hub)
         shared.setServiceParent(service)

@@ -122,6 +122,14 @@ class Proxy:
             link.cut()
         _join(link.thread for link in links)
 
+    def hold(self) -> None:
+        """
+        Hold new connections back, accepted but not forwarded, until
+        L{release}; the current ones go on.
+        """
+        with self._lock:
+            self._holding = True
+
     def release(self) -> None:
         """
         Forward the connections held back since L{cut}, and the new ones.

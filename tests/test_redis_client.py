@@ -9,15 +9,17 @@ from typing import Any
 
 import pytest_twisted
 from redis_server import RedisServer, free_port, running_redis
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP4ServerEndpoint,
 )
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from sse_twisted.redis_client import (
@@ -261,3 +263,41 @@ def test_silent_server_times_out(reactor: Any) -> Any:
         assert reactor.seconds() - started < 5
     finally:
         yield silent.stopListening()
+
+
+class RefusingEndpoint:
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        self.attempts += 1
+        return fail(ConnectionRefusedError())
+
+
+def test_backoff_grows_and_a_long_outage_costs_few_log_lines() -> None:
+    """
+    While Redis refuses, attempts come further apart up to the longest wait,
+    and only attempts 1, 2, 4, 8, ... are logged.
+    """
+    clock = Clock()
+    endpoint = RefusingEndpoint()
+    connection = RedisConnection(
+        endpoint,  # type: ignore[arg-type]
+        RedisAddress("127.0.0.1"),
+        clock,
+        "test",
+        backoff=(0.1, 5.0),
+        jitter=lambda: 0.0,
+    )
+    with capturedLogs() as events:
+        connection.start()
+        for _ in range(600):
+            clock.advance(0.1)
+    # After 0.1, 0.2, ... 3.2 s (6.3 s in all), every 5 s: 17 in 60 s.
+    assert endpoint.attempts == 17
+    attempts = [e["attempt"] for e in events if "attempt" in e]
+    assert attempts == [1, 2, 4, 8, 16]
+    assert "Connection was refused" in formatEvent(events[0])
+    connection.stop()
+    clock.advance(10)
+    assert endpoint.attempts == 17

@@ -387,6 +387,22 @@ def test_stream_dropped_by_a_replayed_write_is_forgotten() -> None:
     assert ids(sink)[0] == "2-0"
 
 
+def test_streams_still_resuming_get_keepalives() -> None:
+    """
+    A stream that waits for this process's reader to pass its client's id
+    (here, while the reader is slow) still gets keep-alive comments.
+    """
+    s = Setup(newest="1-0")
+    sink = resume(s, "3-0")
+    s.publisher.answer("XRANGE", [entry("3-0")])
+    s.clock.advance(15)
+    assert s.hub.send_keepalives(15) == 1
+    assert sink.parsed().comments == [""]
+    assert s.hub.send_keepalives(15) == 0
+    s.read(entry("3-0"), entry("4-0"))
+    assert ids(sink) == ["4-0"]
+
+
 def test_stop_ends_streams_still_resuming() -> None:
     """
     A server that stops ends the streams whose replay is still pending too.
