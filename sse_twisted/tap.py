@@ -446,4 +446,6 @@ def makeService(
     if shared is not None:
         shared.feed(hub)
         shared.setServiceParent(service)
+        if metrics is not None:
+            metrics.watch_shared_log(shared)
     return service

@@ -304,7 +304,14 @@ def test_make_service_with_redis() -> None:
     the routes report the broker's state.
     """
     reactor = MemoryReactorClock()
-    options = parse("--redis", "redis://127.0.0.1:1/0", "--redis-key", "events")
+    options = parse(
+        "--redis",
+        "redis://127.0.0.1:1/0",
+        "--redis-key",
+        "events",
+        "--metrics",
+        "unix:/tmp/ssedemo-test-metrics.sock",
+    )
     service = makeService(options, reactor)
     [shared] = [c for c in service if isinstance(c, RedisLog)]  # type: ignore[attr-defined]
     assert shared._key == "events"
