@@ -212,12 +212,13 @@ def test_sigterm_ends_every_worker_in_daemon_mode(redis_server: RedisServer) -> 
         )
         assert started.returncode == 0, started.stderr
         log = lambda: logfile.read_bytes() if logfile.exists() else b""  # noqa: E731
-        eventually(lambda: listening(log(), 2), "two workers")
-        port = int(
-            eventually(lambda: re.search(rb"port (\d+) with", log()), "a port")[1]
-        )
-        parent, pids = int(pidfile.read_text()), worker_pids(log())
+        parent = int(pidfile.read_text())
         try:
+            eventually(lambda: listening(log(), 2), "two workers")
+            port = int(
+                eventually(lambda: re.search(rb"port (\d+) with", log()), "a port")[1]
+            )
+            pids = worker_pids(log())
             streams = streams_on_both_workers(port, log)
             os.kill(parent, signal.SIGTERM)
             for stream in streams:
@@ -227,7 +228,7 @@ def test_sigterm_ends_every_worker_in_daemon_mode(redis_server: RedisServer) -> 
             eventually(lambda: not pidfile.exists(), "the pidfile to go")
             eventually(lambda: not any(alive(pid) for pid in pids), "the workers")
         finally:
-            for pid in [parent, *pids]:
+            for pid in [parent, *worker_pids(log())]:
                 if alive(pid):
                     os.kill(pid, signal.SIGKILL)
         assert b"Server Shut Down" in log()
