@@ -6,6 +6,7 @@ demo's C{/api} and the C{/publish} API.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import partial
 from importlib import metadata
@@ -419,7 +420,8 @@ class SSEApp:
     def health(self, request: IRequest) -> bytes:
         """
         Report that the server is up, with its open streams, last event id,
-        seconds since it started, ssedemo's version and, with a shared event
+        seconds since it started, ssedemo's version, its process id (which
+        tells the workers of C{--workers} apart) and, with a shared event
         log, whether it is reachable.
         """
         report: dict[str, object] = {
@@ -428,6 +430,7 @@ class SSEApp:
             "lastEventId": self.hub.last_id,
             "uptime": round(self.hub.clock.seconds() - self._started, 3),
             "version": self._version,
+            "pid": os.getpid(),
         }
         if self.broker is not None:
             report["broker"] = "ok" if self.broker.available else "down"

@@ -6,6 +6,7 @@ server over in-memory transports.
 from __future__ import annotations
 
 import json
+import os
 from importlib import metadata
 from pathlib import Path
 
@@ -555,6 +556,7 @@ def test_health(hub_client: tuple[Client, Hub]) -> None:
         "lastEventId": "t-1",
         "uptime": 12.25,
         "version": metadata.version("ssedemo"),
+        "pid": os.getpid(),
     }
 
 
