@@ -65,14 +65,17 @@ SERVERS = (
     "ssedemo-metrics",
     "c-epoll",
     "ssedemo-redis",
+    "ssedemo-workers2",
     "starlette",
     "aiohttp",
     "node",
     "ssedemo-hs256",
     "ssedemo-es256",
 )
-REDIS_SERVERS = frozenset({"ssedemo-redis"})
+REDIS_SERVERS = frozenset({"ssedemo-redis", "ssedemo-workers2"})
 """Servers run with a redis-server of their own, whose CPU counts as theirs."""
+WORKERS = {"ssedemo-workers2": 2}
+"""Servers run as ssedemo --workers N: their CPU time is summed over all."""
 PYTHON_PEERS = frozenset({"starlette", "aiohttp"})
 
 START_DEADLINE = 30.0  # seconds for a server to listen
@@ -172,6 +175,8 @@ def server_command(name: str, port: int, extra: Sequence[str] = ()) -> list[str]
         twistd = str(Path(sys.executable).with_name("twistd"))
         where = f"tcp:{port}:interface=127.0.0.1"
         command = [twistd, "-n", "ssedemo", "--port", where, "--heartbeat", "0"]
+        if name in WORKERS:
+            command += ["--workers", str(WORKERS[name])]
         if name in JWT_SERVERS:
             command += ["--jwt-key", JWT_KEY, "--jwt-algorithm", JWT_SERVERS[name]]
         command = [*command, *extra]
@@ -274,6 +279,19 @@ def stop(process: subprocess.Popen[bytes]) -> str | None:
         return f"killed: still running {STOP_DEADLINE:.0f} s after SIGTERM"
 
 
+def wait_workers(log: Path, count: int) -> None:
+    """
+    Wait until C{count} workers of C{ssedemo --workers} serve: the parent's
+    socket takes connections before they do.
+    """
+    deadline = time.monotonic() + START_DEADLINE
+    while time.monotonic() < deadline:
+        if log.read_bytes().count(b"Site starting on") >= count:
+            return
+        time.sleep(0.05)
+    raise BenchError(f"{count} workers did not start within {START_DEADLINE:.0f} s")
+
+
 @contextmanager
 def backing_redis(name: str) -> Iterator[tuple[list[str], list[int]]]:
     """
@@ -318,6 +336,8 @@ def running(
         )
     try:
         wait_listening(process, port, log)
+        if name in WORKERS:
+            wait_workers(log, WORKERS[name])
         yield port, process.pid
     finally:
         note = stop(process)
@@ -418,15 +438,34 @@ def machine_sample() -> dict[str, float]:
     }
 
 
+def process_tree(roots: Sequence[int]) -> list[int]:
+    """
+    @return: The processes C{roots} and all their descendants.
+    """
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rpartition(")")[2].split()
+                parents[int(entry.name)] = int(stat[1])
+            except (OSError, IndexError, ValueError):
+                pass  # a process that just ended
+    tree = list(roots)
+    for pid in tree:  # grows while children are found
+        tree += [child for child, parent in parents.items() if parent == pid]
+    return tree
+
+
 def sample(pids: Sequence[int]) -> dict[str, float]:
     """
     @return: What L{process_sample} says now, summed over the server's
-        processes C{pids}, and what L{machine_sample} says.
+        processes C{pids} and their descendants (the workers of ssedemo
+        --workers), and what L{machine_sample} says.
     """
     try:
-        processes = [process_sample(pid) for pid in pids]
+        processes = [process_sample(pid) for pid in process_tree(pids)]
         total = {key: sum(p[key] for p in processes) for key in processes[0]}
-        return total | machine_sample()
+        return total | {"processes": len(processes)} | machine_sample()
     except (OSError, ValueError, IndexError, KeyError) as e:
         raise BenchError(f"cannot read /proc: {e}") from None
 
@@ -627,6 +666,10 @@ COLUMNS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "delivery_ms_p50": lambda r: r["loadgen"]["delivery_ms_p50"],
     "delivery_ms_p99": lambda r: r["loadgen"]["delivery_ms_p99"],
     "deliveries": lambda r: r["loadgen"]["deliveries"],
+    # Copies per second while a median round fans out.
+    "deliveries_per_s": lambda r: (
+        r["loadgen"]["reached"] * 1e3 / r["loadgen"]["fanout_ms_p50"]
+    ),
     "server_cpu_us_per_delivery": lambda r: r["server_cpu_us_per_delivery"],
     "server_user_us_per_delivery": lambda r: r["server_user_us_per_delivery"],
     "server_sys_us_per_delivery": lambda r: r["server_sys_us_per_delivery"],
@@ -744,9 +787,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"    {result['command']}",
         "",
         "| server | connections | connects/s | fan-out p50 ms | fan-out p99 ms"
-        " | delivery p50 ms | delivery p99 ms | server CPU µs/delivery"
-        " | RSS KB/conn | errors | loadgen CPU µs/delivery |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        " | deliveries/s | delivery p50 ms | delivery p99 ms"
+        " | server CPU µs/delivery | RSS KB/conn | errors"
+        " | loadgen CPU µs/delivery |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for name, row in summary.items():
         errors = str(row["errors"])
@@ -758,6 +802,7 @@ def markdown(result: dict[str, Any]) -> str:
             number(row["connect_rate"], 0),
             number(row["fanout_ms_p50"]),
             number(row["fanout_ms_p99"]),
+            number(row["deliveries_per_s"], 0),
             number(row["delivery_ms_p50"]),
             number(row["delivery_ms_p99"]),
             number(row["server_cpu_us_per_delivery"], 2),
@@ -768,11 +813,14 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Fan-out: from the POST to the last stream's copy, per round. Delivery:"
+        "Fan-out: from the POST to the last stream's copy, per round;"
+        " deliveries/s: streams / median fan-out. Delivery:"
         " from the POST to each stream's copy. Server CPU counts the broadcast"
-        " rounds only (the scheduler's per-thread nanosecond clock).",
+        " rounds only (the scheduler's per-thread nanosecond clock), summed"
+        " over all of the server's processes (with Redis: redis-server too).",
     ]
-    peers = [name for name in summary if name != "ssedemo"]
+    lines += variants(summary)
+    peers = [name for name in summary if not name.startswith("ssedemo")]
     if "ssedemo" in summary and peers:
         mine = summary["ssedemo"]
         lines += [
@@ -786,18 +834,14 @@ def markdown(result: dict[str, Any]) -> str:
             " | connects/s |",
             "|---|--:|--:|--:|--:|",
         ]
+        columns = (
+            "server_cpu_us_per_delivery",
+            "fanout_ms_p99",
+            "rss_kb_per_conn",
+            "connect_rate",
+        )
         for name in peers:
-            theirs = summary[name]
-            cells = [name] + [
-                ratio(mine[column], theirs[column])
-                for column in (
-                    "server_cpu_us_per_delivery",
-                    "fanout_ms_p99",
-                    "rss_kb_per_conn",
-                    "connect_rate",
-                )
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append(ratio_row(name, mine, summary[name], columns))
     lines += [
         "",
         "## Details",
@@ -852,6 +896,47 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"- ssedemo: {next(iter(revisions))}")
     lines += [f"- {name}: {value}" for name, value in result["versions"].items()]
     return "\n".join(lines) + "\n"
+
+
+def variants(summary: dict[str, Any]) -> list[str]:
+    """
+    @return: The lines comparing ssedemo's variants (C{ssedemo-...}) with
+        plain C{ssedemo}, if both were measured.
+    """
+    names = [name for name in summary if name.startswith("ssedemo-")]
+    if "ssedemo" not in summary or not names:
+        return []
+    lines = [
+        "",
+        "## ssedemo variant / ssedemo",
+        "",
+        "| variant | deliveries/s | server CPU µs/delivery | fan-out p99"
+        " | connects/s |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    columns = (
+        "deliveries_per_s",
+        "server_cpu_us_per_delivery",
+        "fanout_ms_p99",
+        "connect_rate",
+    )
+    for name in names:
+        lines.append(ratio_row(name, summary[name], summary["ssedemo"], columns))
+    return lines
+
+
+def ratio_row(
+    name: str,
+    numerator: dict[str, Any],
+    denominator: dict[str, Any],
+    columns: Sequence[str],
+) -> str:
+    """
+    @return: A table row: C{name}, then C{numerator / denominator} for each
+        of the C{columns}.
+    """
+    cells = [ratio(numerator[c], denominator[c]) for c in columns]
+    return "| " + " | ".join([name, *cells]) + " |"
 
 
 def problem(record: dict[str, Any]) -> str:

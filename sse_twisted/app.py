@@ -6,6 +6,7 @@ demo's C{/api} and the C{/publish} API.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import partial
 from importlib import metadata
@@ -421,8 +422,9 @@ class SSEApp:
     def health(self, request: IRequest) -> bytes:
         """
         Report that the server is up, with its open streams, last event id,
-        seconds since it started, ssedemo's version, which fan-out runs and,
-        with a shared event log, whether it is reachable.
+        seconds since it started, ssedemo's version, its process id (which
+        tells the workers of C{--workers} apart), which fan-out runs and, with
+        a shared event log, whether it is reachable.
         """
         report: dict[str, object] = {
             "status": "ok",
@@ -430,6 +432,7 @@ class SSEApp:
             "lastEventId": self.hub.last_id,
             "uptime": round(self.hub.clock.seconds() - self._started, 3),
             "version": self._version,
+            "pid": os.getpid(),
             "fanout": self.settings.fanout,
         }
         if self.broker is not None:

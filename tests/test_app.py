@@ -6,6 +6,7 @@ server over in-memory transports.
 from __future__ import annotations
 
 import json
+import os
 from importlib import metadata
 from pathlib import Path
 
@@ -557,6 +558,7 @@ def test_health(hub_client: tuple[Client, Hub]) -> None:
         "lastEventId": "t-1",
         "uptime": 12.25,
         "version": metadata.version("ssedemo"),
+        "pid": os.getpid(),
         "fanout": choose_fanout().name,
     }
 

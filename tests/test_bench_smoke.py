@@ -51,6 +51,10 @@ def small_bench(tmp_path: Path, servers: list[str], churn: list[str]) -> dict[st
         assert summary["deliveries"] == 150
         assert summary["server_cpu_us_per_delivery"] > 0
         assert f"| {name} | 50 |" in report["table"]
+    # Counted: the server, its workers (ssedemo --workers) and redis-server.
+    for run in report["runs"]:
+        expected = {"ssedemo-redis": 2, "ssedemo-workers2": 4}.get(run["server"], 1)
+        assert run["samples"]["done"]["processes"] == expected
     return report
 
 
@@ -82,6 +86,15 @@ def test_bench_smoke_with_redis(tmp_path: Path) -> None:
     the run, and delivers every event.
     """
     report = small_bench(tmp_path, ["ssedemo-redis"], ["--churn-waves", "0"])
+    assert "redis" in report["versions"]
+
+
+def test_bench_smoke_with_workers(tmp_path: Path) -> None:
+    """
+    ssedemo-workers2 (two workers on Redis) delivers every event; its CPU
+    time is counted over the parent, both workers and redis-server.
+    """
+    report = small_bench(tmp_path, ["ssedemo-workers2"], ["--churn-waves", "0"])
     assert "redis" in report["versions"]
 
 

@@ -20,6 +20,7 @@ from sse_twisted.redis_client import RedisAddress
 from sse_twisted.redis_log import RedisLog
 from sse_twisted.service import StreamCloser
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
+from sse_twisted.workers import WorkerSupervisor
 
 
 def parse(*args: str) -> Options:
@@ -266,6 +267,7 @@ def test_every_option_is_in_help() -> None:
         "--redis-key",
         "--max-clients",
         "--metrics",
+        "--workers",
     ):
         assert name in text
     assert "default 8080" in text
@@ -430,3 +432,80 @@ def test_systemd_sockets_are_served_eagerly() -> None:
         match="--port systemd:domain=INET:index=0: systemd passed no such socket",
     ):
         parse("--port", "systemd:domain=INET:index=0")
+
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+def test_workers_need_redis() -> None:
+    """
+    C{--workers} without C{--redis} is refused, saying why.
+    """
+    with pytest.raises(UsageError) as refused:
+        parse("--workers", "2")
+    assert str(refused.value).startswith("--workers needs --redis")
+    assert "miss the events" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "port",
+    ["unix:/tmp/sse.sock", "tcp6:8080"],
+)
+def test_workers_share_tcp_ports_only(port: str) -> None:
+    kind = port.partition(":")[0]
+    with pytest.raises(UsageError, match=f"cannot share {kind}:"):
+        parse("--workers", "2", "--redis", REDIS, "--port", port)
+
+
+def test_workers_share_one_port_only() -> None:
+    with pytest.raises(UsageError, match="one --port, not several"):
+        parse("--workers", "2", "--redis", REDIS, "--port", "8080", "--port", "8081")
+
+
+def test_workers_refuse_metrics() -> None:
+    with pytest.raises(UsageError, match="--metrics does not work with --workers"):
+        parse("--workers", "2", "--redis", REDIS, "--metrics", "9100")
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "1025"])
+def test_workers_count_is_checked(count: str) -> None:
+    with pytest.raises(UsageError, match="--workers must be between 1 and 1024"):
+        parse("--workers", count, "--redis", REDIS)
+
+
+def test_one_worker_is_the_single_process() -> None:
+    """
+    C{--workers 1}, the default, is the server itself (also without Redis).
+    """
+    reactor = MemoryReactorClock()
+    service = makeService(parse("--workers", "1"), reactor)
+    assert not isinstance(service, WorkerSupervisor)
+    assert any(isinstance(c, StreamServerEndpointService) for c in service)  # type: ignore[attr-defined]
+
+
+def test_workers_make_a_supervisor(tmp_path: Path) -> None:
+    """
+    With C{--workers N} the service is the parent of N workers, each given
+    the same arguments; the parent writes C{--log-json} (the workers'
+    events reach it), from before the workers start until they have ended.
+    """
+    log = str(tmp_path / "log.json")
+    args = ["--port", "tcp:0:interface=127.0.0.1", "--redis", REDIS]
+    args += ["--workers", "3", "--log-json", log]
+    service = makeService(parse(*args), MemoryReactorClock())
+    json_log, supervisor = list(service)  # type: ignore[call-overload]
+    assert isinstance(json_log, JsonLog)
+    assert isinstance(supervisor, WorkerSupervisor)
+    assert supervisor._argv == args
+    assert supervisor._count == 3
+
+
+def test_make_service_on_a_given_endpoint() -> None:
+    """
+    A worker's service serves the endpoint it is given, not C{--port}.
+    """
+    reactor = MemoryReactorClock()
+    endpoint = EagerTCPServerEndpoint(reactor, 1234)
+    service = makeService(parse("--redis", REDIS, "--workers", "2"), reactor, endpoint)
+    [web] = [c for c in service if isinstance(c, StreamServerEndpointService)]  # type: ignore[attr-defined]
+    assert web.endpoint is endpoint
