@@ -16,7 +16,9 @@ $(BIN)/python:
 
 # compat mode: setuptools' default editable mode hides twisted/plugins from
 # Twisted's plugin discovery. The last line rebuilds Twisted's plugin cache.
-$(STAMP): $(BIN)/python setup.py pyproject.toml
+# The editable install also builds the compiled fan-out (sse_twisted/_fanout.c)
+# in place, so it is redone when that source changes.
+$(STAMP): $(BIN)/python setup.py pyproject.toml sse_twisted/_fanout.c
 	$(BIN)/pip install --quiet --config-settings editable_mode=compat -e '.[test]'
 	$(BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 	touch $@
@@ -24,11 +26,12 @@ $(STAMP): $(BIN)/python setup.py pyproject.toml
 run: $(STAMP)
 	$(BIN)/twistd -n ssedemo --port $(PORT)
 
-# Debian packages the tests start for real: chromium (browser tests),
+# Debian packages the tests need: gcc and python3-dev (to build the compiled
+# fan-out), and those they start for real: chromium (browser tests),
 # redis-server (scale-out), systemd (systemd-socket-activate, systemd-analyze),
 # openssl (test certificates) and curl (HTTP/2 checks). Installed with apt-get
 # when run as root; otherwise the missing ones are named.
-SYSTEM_PACKAGES := chromium:chromium redis-server:redis-server \
+SYSTEM_PACKAGES := gcc:gcc python3-config:python3-dev chromium:chromium redis-server:redis-server \
 	systemd-socket-activate:systemd systemd-analyze:systemd openssl:openssl curl:curl
 
 system-packages:
@@ -49,8 +52,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy sse_twisted
 
-test: $(STAMP) system-packages lint
-	$(BIN)/pytest --cov=sse_twisted --cov-report=term-missing:skip-covered
+# The whole suite runs twice: with the compiled fan-out (which must have been
+# built: the tests run where a C compiler is), then with the same fan-out in
+# Python (SSEDEMO_PURE_PYTHON=1), as where it cannot be built.
+test: system-packages $(STAMP) lint
+	@$(BIN)/python -c "import sse_twisted._fanout" || { \
+		echo "The compiled fan-out was not built: is a C compiler installed?" >&2; exit 1; }
+	$(BIN)/pytest --cov=sse_twisted --cov-report=
+	SSEDEMO_PURE_PYTHON=1 $(BIN)/pytest --cov=sse_twisted --cov-append \
+		--cov-report=term-missing:skip-covered
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage

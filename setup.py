@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 setup(
     name="ssedemo",
@@ -16,9 +16,22 @@ setup(
     # sse_twisted/static links to the top-level static/ directory; building
     # a wheel copies the files in, so both install modes serve the page.
     package_data={
-        "sse_twisted": ["static/*", "py.typed"],
+        "sse_twisted": ["static/*", "py.typed", "_fanout.pyi"],
         "twisted.plugins": ["ssedemo_plugin.py", "ssedemo_endpoints.py"],
     },
+    # The compiled send loop of the fan-out (limited API: one build serves
+    # every Python 3.11+). Optional: without a C compiler, ssedemo installs
+    # and runs the same fan-out in Python.
+    ext_modules=[
+        Extension(
+            "sse_twisted._fanout",
+            ["sse_twisted/_fanout.c"],
+            define_macros=[("Py_LIMITED_API", "0x030B0000")],
+            py_limited_api=True,
+            optional=True,
+        )
+    ],
+    options={"bdist_wheel": {"py_limited_api": "cp311"}},
     install_requires=[
         "twisted[tls,http2]>=24.7",
         "klein>=24.8",

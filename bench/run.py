@@ -43,6 +43,8 @@ from redis_server import REDIS_SERVER, free_port, running_redis  # noqa: E402
 
 LOADGEN_SOURCE = BENCH / "loadgen.c"
 LOADGEN = BENCH / "build" / "loadgen"
+CSERVER_SOURCE = BENCH / "cserver.c"
+CSERVER = BENCH / "build" / "cserver"
 PEERS = BENCH / "peers"
 PEER_VENV = BENCH / ".venv"
 PEER_PACKAGES = (
@@ -55,9 +57,13 @@ PEER_PACKAGES = (
 )
 # What the versions section names for the peers (starlette comes along).
 PEER_VERSIONS = ("sse-starlette", "starlette", *PEER_PACKAGES[1:])
+# ssedemo-python: ssedemo with its compiled fan-out turned off; c-epoll: the
+# floor, a minimal C epoll server (cserver.c).
 SERVERS = (
     "ssedemo",
+    "ssedemo-python",
     "ssedemo-metrics",
+    "c-epoll",
     "ssedemo-redis",
     "ssedemo-workers2",
     "starlette",
@@ -90,24 +96,25 @@ class BenchError(Exception):
 # Setup: the loadgen and the peers' virtualenv.
 
 
-def build_loadgen() -> Path:
+def build_loadgen(source: Path = LOADGEN_SOURCE, binary: Path = LOADGEN) -> Path:
     """
-    Compile the loadgen unless the binary is newer than its source. The
-    binary is written under a temporary name and renamed, so that two runs
-    at once never see half a file.
+    Compile the loadgen (or another of the C programs here) unless the
+    binary is newer than its source. The binary is written under a
+    temporary name and renamed, so that two runs at once never see half a
+    file.
     """
-    if LOADGEN.exists() and LOADGEN.stat().st_mtime >= LOADGEN_SOURCE.stat().st_mtime:
-        return LOADGEN
-    LOADGEN.parent.mkdir(parents=True, exist_ok=True)
-    partial = LOADGEN.with_name(f".loadgen-{os.getpid()}")
+    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+        return binary
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_name(f".{binary.name}-{os.getpid()}")
     flags = ["-O2", "-Wall", "-Wextra"]
     subprocess.run(
-        ["gcc", *flags, "-o", str(partial), str(LOADGEN_SOURCE), "-lm"],
+        ["gcc", *flags, "-o", str(partial), str(source), "-lm"],
         check=True,
         timeout=120,
     )
-    partial.replace(LOADGEN)
-    return LOADGEN
+    partial.replace(binary)
+    return binary
 
 
 _peer_setup: list[Path | str] = []  # the outcome of the first setup, once tried
@@ -160,7 +167,11 @@ def server_command(name: str, port: int, extra: Sequence[str] = ()) -> list[str]
     @param extra: More arguments for ssedemo, such as C{--redis}.
     @return: The command that runs server C{name} on 127.0.0.1:C{port}.
     """
-    if name == "ssedemo" or name in REDIS_SERVERS or name in JWT_SERVERS:
+    if (
+        name in ("ssedemo", "ssedemo-python")
+        or name in REDIS_SERVERS
+        or name in JWT_SERVERS
+    ):
         twistd = str(Path(sys.executable).with_name("twistd"))
         where = f"tcp:{port}:interface=127.0.0.1"
         command = [twistd, "-n", "ssedemo", "--port", where, "--heartbeat", "0"]
@@ -168,7 +179,12 @@ def server_command(name: str, port: int, extra: Sequence[str] = ()) -> list[str]
             command += ["--workers", str(WORKERS[name])]
         if name in JWT_SERVERS:
             command += ["--jwt-key", JWT_KEY, "--jwt-algorithm", JWT_SERVERS[name]]
-        return [*command, *extra]
+        command = [*command, *extra]
+        if name == "ssedemo-python":  # env execs twistd: the same process
+            command = ["env", "SSEDEMO_PURE_PYTHON=1", *command]
+        return command
+    if name == "c-epoll":
+        return [str(CSERVER), str(port)]
     if name == "ssedemo-metrics":  # the same, with Prometheus metrics served
         metrics = f"tcp:{free_port()}:interface=127.0.0.1"
         return [*server_command("ssedemo", port), "--metrics", metrics]
@@ -1006,6 +1022,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     began = time.monotonic()
     build_loadgen()
+    if "c-epoll" in options.servers:
+        build_loadgen(CSERVER_SOURCE, CSERVER)
     if PYTHON_PEERS & set(options.servers):
         try:
             peer_python()  # now, rather than in the first peer's run

@@ -100,6 +100,7 @@ class Settings:
     @ivar verifier: Verifies publishers' JWTs, if they are configured.
     @ivar publish_open: Whether anyone may publish when no token is
         configured; otherwise only clients on this machine may.
+    @ivar fanout: Which fan-out runs (L{sse_twisted.fanout}), for C{/health}.
     """
 
     static: FilePath[str]
@@ -112,6 +113,7 @@ class Settings:
     gate: Gate = OPEN_GATE
     verifier: Verifier | None = None
     publish_open: bool = False
+    fanout: str = "python"
 
 
 class _Site(SelectiveLogSite, StreamingSite):
@@ -421,8 +423,8 @@ class SSEApp:
         """
         Report that the server is up, with its open streams, last event id,
         seconds since it started, ssedemo's version, its process id (which
-        tells the workers of C{--workers} apart) and, with a shared event
-        log, whether it is reachable.
+        tells the workers of C{--workers} apart), which fan-out runs and, with
+        a shared event log, whether it is reachable.
         """
         report: dict[str, object] = {
             "status": "ok",
@@ -431,6 +433,7 @@ class SSEApp:
             "uptime": round(self.hub.clock.seconds() - self._started, 3),
             "version": self._version,
             "pid": os.getpid(),
+            "fanout": self.settings.fanout,
         }
         if self.broker is not None:
             report["broker"] = "ok" if self.broker.available else "down"

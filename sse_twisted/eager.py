@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet import defer, fdesc, tcp
 from twisted.internet.abstract import isIPv6Address
@@ -44,6 +44,24 @@ from zope.interface import implementer
 from sse_twisted.limits import SparingPort
 
 
+class DirectLease(Protocol):
+    """
+    A connection's descriptor, lent to a writer that sends to it directly
+    (L{sse_twisted._fanout.Lease}): it sends only while the lease is neither
+    queued nor revoked.
+    """
+
+    queued: bool
+
+    def revoke(self) -> None:
+        """
+        Never send to the descriptor again.
+        """
+
+
+_Lease = TypeVar("_Lease", bound=DirectLease)
+
+
 class EagerServer(tcp.Server):
     """
     A server-side TCP connection that sends at once when its queue is empty.
@@ -53,19 +71,26 @@ class EagerServer(tcp.Server):
     when the handling ends. It also asks the kernel for its own address
     once, rather than for every request (twisted.web asks in each request's
     constructor).
+
+    Its descriptor can be lent (L{lease}) to the compiled fan-out, which
+    sends to it directly while nothing is queued, and never once the socket
+    is about to close.
     """
 
     _host: IAddress | None = None
     _held: list[bytes] | None = None
+    _lease: DirectLease | None = None
 
     def doRead(self) -> Any:
         self._held = []
+        self._update_lease()
         try:
             return super().doRead()
         finally:
             held, self._held = self._held, None
             if held:
                 self.write(b"".join(held))
+            self._update_lease()
 
     def getHost(self) -> IAddress:
         if self._host is None:
@@ -86,10 +111,59 @@ class EagerServer(tcp.Server):
             if sent == len(data):
                 return
             data = data[sent:]
-        super().write(data)
+        self.queue(data)
 
     def writeSequence(self, iovec: Iterable[bytes]) -> None:
         self.write(b"".join(iovec))
+
+    def queue(self, data: bytes) -> None:
+        """
+        Queue C{data} behind whatever is queued, without trying to send it
+        first (the caller just did).
+        """
+        super().write(data)
+        self._update_lease()
+
+    def doWrite(self) -> Any:
+        result = super().doWrite()
+        self._update_lease()
+        return result
+
+    def lease(self, make: Callable[[socket.socket], _Lease]) -> _Lease | None:
+        """
+        Lend this connection's descriptor for direct sends.
+
+        The lease is held back (C{queued}) while anything waits in this
+        connection's queue or is held while it handles received data, and
+        revoked before the socket closes (or starts TLS).
+
+        @param make: Makes a lease on a socket.
+        @return: The connection's one lease; L{None} for a TLS connection
+            or one that is closing.
+        """
+        if self._lease is None:
+            if self.TLS or not self.connected or self.disconnecting:
+                return None
+            self._lease = make(self.socket)
+            self._update_lease()
+        return self._lease  # type: ignore[return-value]
+
+    def startTLS(self, ctx: Any, normal: bool = True) -> None:
+        if self._lease is not None:
+            self._lease.revoke()
+        super().startTLS(ctx, normal)
+
+    def _closeSocket(self, orderly: bool) -> None:
+        # Every path that closes the connection (a close, an abort, a reset,
+        # an error, a shutdown) ends here: the descriptor stops being sent
+        # to before its number can be given to a new connection.
+        if self._lease is not None:
+            self._lease.revoke()
+        super()._closeSocket(orderly)
+
+    def _update_lease(self) -> None:
+        if self._lease is not None:
+            self._lease.queued = self._held is not None or not self._queue_empty()
 
     def _queue_empty(self) -> bool:
         return bool(

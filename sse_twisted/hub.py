@@ -68,6 +68,73 @@ class EventSink(Protocol):
         """
 
 
+class SinkGroup(Protocol):
+    """
+    The streams of one topic, as the hub fans out to them.
+    """
+
+    def add(self, sink: EventSink) -> None:
+        """
+        Add C{sink}.
+        """
+
+    def discard(self, sink: EventSink) -> None:
+        """
+        Remove C{sink}, if it is in.
+        """
+
+    def __len__(self) -> int:
+        """
+        @return: How many streams are in.
+        """
+
+    def write(self, data: bytes) -> list[EventSink]:
+        """
+        Write C{data} to every stream in.
+
+        @return: The streams whose write raised (logged already).
+        """
+
+
+class SinkSet:
+    """
+    The plain L{SinkGroup}: each stream written in turn.
+    """
+
+    __slots__ = ("_sinks",)
+
+    def __init__(self) -> None:
+        self._sinks: set[EventSink] = set()
+
+    def add(self, sink: EventSink) -> None:
+        self._sinks.add(sink)
+
+    def discard(self, sink: EventSink) -> None:
+        self._sinks.discard(sink)
+
+    def __len__(self) -> int:
+        return len(self._sinks)
+
+    def write(self, data: bytes) -> list[EventSink]:
+        return write_each(tuple(self._sinks), data)
+
+
+def write_each(sinks: Iterable[EventSink], data: bytes) -> list[EventSink]:
+    """
+    Write C{data} to each of C{sinks}, logging any that raises.
+
+    @return: The sinks whose write raised.
+    """
+    failed = []
+    for sink in sinks:
+        try:
+            sink.write(data)
+        except Exception:
+            Hub.log.failure("dropping a stream that failed a write")
+            failed.append(sink)
+    return failed
+
+
 @dataclass(frozen=True)
 class Receipt:
     """
@@ -111,6 +178,7 @@ class Hub:
         clock: IReactorTime,
         events: EventLog | None = None,
         observer: Observer | None = None,
+        groups: Callable[[], SinkGroup] = SinkSet,
     ) -> None:
         """
         @param clock: The source of time, for keep-alive bookkeeping.
@@ -118,11 +186,13 @@ class Hub:
             and replays them; by default a L{MemoryLog} of its own.
         @param observer: Told of opened streams, publishes, fan-outs and
             resumes, such as L{sse_twisted.metrics.Metrics}; by default none.
+        @param groups: Makes the group of streams of a topic.
         """
         self._clock = clock
         self._observer = observer
         self._events: EventLog = MemoryLog() if events is None else events
-        self._subscribers: dict[str, set[EventSink]] = {}
+        self._groups = groups
+        self._subscribers: dict[str, SinkGroup] = {}
         self._subscriptions: dict[EventSink, _Subscription] = {}
         self._resuming: dict[EventSink, _Resuming] = {}
         self._last_delivery: dict[str, float] = {}
@@ -190,7 +260,10 @@ class Hub:
     def _register(self, sink: EventSink, topics: tuple[str, ...]) -> None:
         self._subscriptions[sink] = _Subscription(topics, self._clock.seconds())
         for topic in topics:
-            self._subscribers.setdefault(topic, set()).add(sink)
+            group = self._subscribers.get(topic)
+            if group is None:
+                group = self._subscribers[topic] = self._groups()
+            group.add(sink)
         self._note(opened=1)
 
     def unsubscribe(self, sink: EventSink) -> None:
@@ -337,23 +410,17 @@ class Hub:
         self._opened = self._closed = 0
 
     def _deliver(self, topic: str, wire: bytes) -> int:
-        subscribers = self._subscribers.get(topic)
-        if not subscribers:
+        group = self._subscribers.get(topic)
+        if not group:
             return 0
         observer = self._observer
         started = perf_counter() if observer is not None else 0.0
-        sinks = tuple(subscribers)
+        count = len(group)
         self._last_delivery[topic] = self._clock.seconds()
-        failed = []
-        for sink in sinks:
-            try:
-                sink.write(wire)
-            except Exception:
-                self.log.failure("dropping a stream that failed a write")
-                failed.append(sink)
+        failed = group.write(wire)
         for sink in failed:
             self.unsubscribe(sink)
-        delivered = len(sinks) - len(failed)
+        delivered = count - len(failed)
         if observer is not None:
             observer.fanned_out(delivered, perf_counter() - started)
         return delivered

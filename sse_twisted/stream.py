@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.error import ConnectionAborted
 from twisted.internet.interfaces import IPushProducer, ITransport
@@ -15,6 +15,12 @@ from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 from zope.interface import implementer
+
+from sse_twisted.eager import EagerServer
+from sse_twisted.hub import EventSink, write_each
+
+if TYPE_CHECKING:
+    from sse_twisted._fanout import DirectSet, Lease
 
 DEFAULT_MAX_BACKLOG = 1024 * 1024
 """
@@ -62,6 +68,7 @@ class EventStream:
         "_chunked",
         "_dropped",
         "_ended",
+        "_lease",
         "_max_backlog",
         "_open",
         "_paused",
@@ -97,11 +104,12 @@ class EventStream:
         self._max_backlog = max_backlog
         self._ended = ended
         self._dropped = dropped
+        self._lease: Lease | None = None
         request.notifyFinish().addBoth(self._end)
 
     def _end(self, reason: object) -> None:
         self._open = False
-        self._request = self._channel = self._transport = None
+        self._request = self._channel = self._transport = self._lease = None
         self._ended(self)
 
     def start(self, opening: bytes) -> None:
@@ -141,6 +149,37 @@ class EventStream:
         else:
             transport.write(data)
 
+    def lease(self, make: type[Lease]) -> Lease | None:
+        """
+        The lease on this stream's connection, for the compiled fan-out to
+        send this stream's chunks to it directly.
+
+        @param make: The lease type.
+        @return: The lease; L{None} where the stream is written by Python:
+            TLS (and so HTTP/2), HTTP/1.0, transports other than eager TCP,
+            a stream that is over.
+        """
+        transport = self._transport
+        if (
+            self._lease is None
+            and self._open
+            and self._chunked
+            and isinstance(transport, EagerServer)
+        ):
+            self._lease = transport.lease(make)
+            if self._lease is not None:
+                self._lease.paused = self._paused
+        return self._lease
+
+    def _queue(self, data: bytes) -> None:
+        """
+        Queue C{data} on the connection without trying to send it first: the
+        rest of a chunk that the compiled fan-out sent in part.
+        """
+        transport = self._transport
+        assert isinstance(transport, EagerServer)
+        transport.queue(data)
+
     def close(self, farewell: bytes = b"") -> None:
         """
         Write C{farewell} and finish the response. Does nothing if the
@@ -164,12 +203,16 @@ class EventStream:
         if not self._paused:
             self._paused = True
             self._backlog = 0
+            if self._lease is not None:
+                self._lease.paused = True
 
     def resumeProducing(self) -> None:
         """
         The connection's buffer has drained.
         """
         self._paused = False
+        if self._lease is not None:
+            self._lease.paused = False
 
     def stopProducing(self) -> None:
         """
@@ -199,3 +242,61 @@ class EventStream:
         request.site.reactor.callLater(
             0, request.connectionLost, Failure(ConnectionAborted())
         )
+
+
+class StreamGroup:
+    """
+    The streams of one topic (an L{sse_twisted.hub.SinkGroup}) that frames
+    each event as an HTTP/1.1 chunk once, and sends it to every stream it
+    can by one loop in C (L{sse_twisted._fanout.DirectSet}).
+
+    In that loop: chunked streams on eager TCP connections whose queue is
+    empty and whose producer is not paused. The others (TLS, HTTP/2,
+    HTTP/1.0, anything queued, a paused producer) are written one by one,
+    as by L{sse_twisted.hub.SinkSet}. A send that the kernel takes in part
+    queues the rest through Twisted, and the stream stays out of the loop
+    until its queue has drained.
+    """
+
+    __slots__ = ("_direct", "_lease", "_others")
+
+    log = Logger()
+
+    def __init__(self, lease: type[Lease], direct: type[DirectSet]) -> None:
+        """
+        @param lease: The lease type of the compiled module.
+        @param direct: Its set type.
+        """
+        self._lease = lease
+        self._direct = direct()
+        self._others: set[EventSink] = set()
+
+    def add(self, sink: EventSink) -> None:
+        lease = sink.lease(self._lease) if isinstance(sink, EventStream) else None
+        if lease is None:
+            self._others.add(sink)
+        else:
+            self._direct.add(lease, sink)
+
+    def discard(self, sink: EventSink) -> None:
+        if not self._direct.discard(sink):
+            self._others.discard(sink)
+
+    def __len__(self) -> int:
+        return len(self._direct) + len(self._others)
+
+    def write(self, data: bytes) -> list[EventSink]:
+        others = tuple(self._others)
+        chunk = _chunk(data)
+        partial, held = self._direct.send(chunk)
+        failed: list[EventSink] = []
+        for stream, sent in partial:
+            assert isinstance(stream, EventStream)
+            try:
+                stream._queue(chunk[sent:])
+            except Exception:
+                self.log.failure("dropping a stream that failed a write")
+                failed.append(stream)
+        failed += write_each(held, data)  # type: ignore[arg-type]
+        failed += write_each(others, data)
+        return failed

@@ -15,12 +15,14 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import VerifyError
 from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
+from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
 from sse_twisted import auth_config
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.eager import EagerTCPServerEndpoint
+from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import Hub
 from sse_twisted.jsonlog import STDOUT, JsonLog
 from sse_twisted.log import MemoryLog
@@ -40,6 +42,8 @@ DEFAULT_BACKLOG = 4096
 The listen queue given to TCP endpoints that name none. Twisted's own
 default of 50 overflows when thousands of clients connect at once.
 """
+
+log = Logger()
 
 DEFAULT_PORT = "8080"
 """Where to listen when no C{--port} is given."""
@@ -390,6 +394,8 @@ def makeService(
         if options["workers"] > 1:
             return _supervisor(options, reactor, endpoints[0])
     clock: IReactorTime = reactor
+    fanout = choose_fanout()
+    log.info("fan-out: {fanout} ({why})", fanout=fanout.name, why=fanout.why)
     address: RedisAddress | None = options["redis"]
     shared = (
         None
@@ -401,6 +407,7 @@ def makeService(
         clock,
         MemoryLog(options["history"]) if shared is None else shared,
         observer=metrics,
+        groups=fanout.groups,
     )
     limit = None
     if options["max-clients"]:
@@ -423,6 +430,7 @@ def makeService(
         gate=access.gate,
         verifier=access.verifier,
         publish_open=options["publish-open"],
+        fanout=fanout.name,
     )
     service = sse_service(
         hub,

@@ -18,6 +18,7 @@ from twisted.python.filepath import FilePath
 from twisted.web.server import Site
 
 from sse_twisted.app import Settings, SSEApp, package_version
+from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import Hub
 from sse_twisted.log import MemoryLog
 from sse_twisted.redis_client import BrokerUnavailable, RedisError
@@ -29,8 +30,9 @@ CHANGED = '{"message": "Something changed"}'
 
 
 def make_client(**settings: object) -> tuple[Client, Hub]:
-    hub = Hub(Clock(), MemoryLog(instance="t"))
-    settings = {"static": STATIC, **settings}
+    fanout = choose_fanout()
+    hub = Hub(Clock(), MemoryLog(instance="t"), groups=fanout.groups)
+    settings = {"static": STATIC, "fanout": fanout.name, **settings}
     app = SSEApp(hub, Settings(**settings))  # type: ignore[arg-type]
     return Client(app.site()), hub
 
@@ -126,7 +128,7 @@ def test_klein_routes_alone_serve_streams_too() -> None:
     The site takes C{GET /sse} past Klein for speed, but the Klein routes
     on their own (to embed them in another site) serve streams the same.
     """
-    hub = Hub(Clock(), MemoryLog(instance="t"))
+    hub = Hub(Clock(), MemoryLog(instance="t"), groups=choose_fanout().groups)
     client = Client(Site(SSEApp(hub, Settings(static=STATIC)).app.resource()))
     stream = client.open("GET", "/sse?topic=a")
     hub.publish("to a", topic="a")
@@ -557,6 +559,7 @@ def test_health(hub_client: tuple[Client, Hub]) -> None:
         "uptime": 12.25,
         "version": metadata.version("ssedemo"),
         "pid": os.getpid(),
+        "fanout": choose_fanout().name,
     }
 
 

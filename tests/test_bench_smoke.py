@@ -96,3 +96,11 @@ def test_bench_smoke_with_workers(tmp_path: Path) -> None:
     """
     report = small_bench(tmp_path, ["ssedemo-workers2"], ["--churn-waves", "0"])
     assert "redis" in report["versions"]
+
+
+def test_bench_smoke_fanouts(tmp_path: Path) -> None:
+    """
+    ssedemo without its compiled fan-out, and the C floor (c-epoll, built by
+    the run), deliver every event too.
+    """
+    small_bench(tmp_path, ["ssedemo-python", "c-epoll"], ["--churn-waves", "0"])

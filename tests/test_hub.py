@@ -11,6 +11,7 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 
 from sse_twisted.event import InvalidEventField
+from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import RESYNC_EVENT, Hub
 from sse_twisted.log import MemoryLog
 from sse_twisted.testing import RecordingSink, parse
@@ -28,7 +29,8 @@ class BrokenSink(FakeSink):
 
 def make_hub(history: int = 1000) -> tuple[Hub, Clock]:
     clock = Clock()
-    return Hub(clock, MemoryLog(history, instance="t")), clock
+    hub = Hub(clock, MemoryLog(history, instance="t"), groups=choose_fanout().groups)
+    return hub, clock
 
 
 def test_publish_reaches_every_subscriber_with_one_shared_bytes() -> None:

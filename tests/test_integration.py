@@ -16,7 +16,7 @@ import pytest_twisted
 from memory_http import dechunk, parse_response
 from twisted.application.service import MultiService
 from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
@@ -24,6 +24,8 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 
 from sse_twisted.app import Settings, SSEApp
+from sse_twisted.eager import EagerTCPServerEndpoint
+from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import Hub
 from sse_twisted.service import sse_service
 from sse_twisted.testing import parse
@@ -125,10 +127,13 @@ def reactor_() -> Any:
 def server(reactor: Any) -> Generator[Server, None, None]:
     """
     The whole server (site, heartbeat every 0.2 s, keep-alive) on an
-    ephemeral port of 127.0.0.1.
+    ephemeral eager TCP port of 127.0.0.1, with the fan-out the environment
+    chooses.
     """
-    hub = Hub(reactor)
-    service, port = start_server(reactor, hub, SSEApp(hub, Settings(static=STATIC)))
+    fanout = choose_fanout()
+    hub = Hub(reactor, groups=fanout.groups)
+    app = SSEApp(hub, Settings(static=STATIC, fanout=fanout.name))
+    service, port = start_server(reactor, hub, app)
     yield Server(hub, port)
     pytest_twisted.blockon(service.stopService())
 
@@ -147,7 +152,7 @@ def start_server(
 
     class RecordingEndpoint:
         def listen(self, factory: Any) -> defer.Deferred[IListeningPort]:
-            endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+            endpoint = EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1")
             return endpoint.listen(factory).addCallback(
                 lambda port: listening.append(port) or port
             )
@@ -242,6 +247,7 @@ def test_abrupt_disconnect_mid_stream(server: Server) -> Generator[Any, Any, Non
     vanishing = yield server.stream()
     staying = yield server.stream()
     yield vanishing.wait_for_events(1)
+    yield staying.wait_for_events(1)
     big = "x" * 200_000
     server.hub.publish(big)
     vanishing.transport.abortConnection()  # type: ignore[union-attr]

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from twistd_process import DEADLINE, TWISTD, TwistdServer, eventually, read_until
 
+from sse_twisted.fanout import choose_fanout
+
 ROOT = Path(__file__).parent.parent
 CACHE_ERROR = b"Unable to write to plugin cache"
 
@@ -175,6 +177,7 @@ def test_wheel_install_serves_the_page(outside: Path) -> None:
     )
     assert build.returncode == 0, build.stderr
     [wheel] = wheels.glob("*.whl")
+    assert "-cp311-abi3-" in wheel.name  # the compiled fan-out, for 3.11 and up
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-t", site, wheel],
         capture_output=True,
@@ -197,5 +200,8 @@ def test_wheel_install_serves_the_page(outside: Path) -> None:
     try:
         assert b"EventSource" in get(server.url + "/client.js")[1]
         read_stream_until(server.port, b"Gotcha")
+        fanout = choose_fanout().name  # "c" unless SSEDEMO_PURE_PYTHON is set
+        assert server.health()["fanout"] == fanout
+        assert f"fan-out: {fanout} (".encode() in server.output
     finally:
         server.stop()

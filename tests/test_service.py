@@ -14,6 +14,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.filepath import FilePath
 
 from sse_twisted.app import Settings, SSEApp
+from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import Hub
 from sse_twisted.log import MemoryLog
 from sse_twisted.service import (
@@ -31,7 +32,7 @@ def start(
     heartbeat: float = 3.0, keepalive: float = 15.0
 ) -> tuple[MemoryReactorClock, Hub, FakeSink, MultiService]:
     reactor = MemoryReactorClock()
-    hub = Hub(reactor, MemoryLog(instance="t"))
+    hub = Hub(reactor, MemoryLog(instance="t"), groups=choose_fanout().groups)
     app = SSEApp(hub, Settings(static=FilePath(".")))
     service = sse_service(
         hub,
