@@ -148,6 +148,11 @@ def test_a_passed_on_challenge_is_kept() -> None:
         (b"/sse?access%5Ftoken=abc", b"/sse?access%5Ftoken=[redacted]"),
         (b"/sse?access_token", b"/sse?access_token=[redacted]"),
         (b"/sse?my_access_token=abc", b"/sse?my_access_token=abc"),
+        (
+            b"/sse?topic=a;access_token=abc&topic=b",
+            b"/sse?topic=a;access_token=[redacted]&topic=b",
+        ),
+        (b"/sse?;access_token=abc;", b"/sse?;access_token=[redacted];"),
     ],
 )
 def test_redact(uri: bytes, redacted: bytes) -> None:
