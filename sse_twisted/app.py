@@ -6,11 +6,11 @@ demo's C{/api} and the C{/publish} API.
 from __future__ import annotations
 
 import json
-import re
+import os
 from dataclasses import dataclass
 from functools import partial
 from importlib import metadata
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from klein import Klein
@@ -33,11 +33,12 @@ from sse_twisted.event import (
 )
 from sse_twisted.expiry import Expiries
 from sse_twisted.http2 import StreamingSite
-from sse_twisted.hub import DEFAULT_TOPIC, Hub
+from sse_twisted.hub import DEFAULT_TOPIC, MAX_EVENT_NAME, Hub, Receipt, is_topic_name
 from sse_twisted.jwt_gate import Verifier
 from sse_twisted.observer import Observer
 from sse_twisted.overload import ClientLimit
 from sse_twisted.publish_auth import PublishGuard
+from sse_twisted.redis_client import BrokerUnavailable, RedisError
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG, EventStream
 from sse_twisted.web import (
     FORM_TYPE,
@@ -61,11 +62,24 @@ from sse_twisted.web import (
 GREETING = json.dumps({"message": "Gotcha"})
 CHANGED = json.dumps({"message": "Something changed"})
 
-_TOPIC = re.compile(r"[A-Za-z0-9._~:-]{1,64}")
 _MAX_TOPICS = 32
-_MAX_EVENT_NAME = 128
 _MAX_LAST_EVENT_ID = 256
 _PUBLISH_FIELDS = frozenset({"data", "event", "topic"})
+
+RETRY_AFTER = 1
+"""Seconds after which a publisher refused with C{503} may try again."""
+
+
+class Broker(Protocol):
+    """
+    The connection state of a shared event log.
+    """
+
+    @property
+    def available(self) -> bool:
+        """
+        Whether the log can be reached.
+        """
 
 
 @dataclass(frozen=True)
@@ -122,6 +136,7 @@ class SSEApp:
         *,
         limit: ClientLimit | None = None,
         observer: Observer | None = None,
+        broker: Broker | None = None,
     ) -> None:
         """
         @param hub: Where streams subscribe and events are published.
@@ -129,9 +144,12 @@ class SSEApp:
         @param limit: Turns streams away when too many are open; by default
             there is no limit.
         @param observer: Told of streams dropped for slow clients.
+        @param broker: The shared event log's connection state, reported by
+            C{/health}; L{None} without one.
         """
         self.hub = hub
         self.settings = settings
+        self.broker = broker
         self._limit = limit
         self._dropped = None if observer is None else observer.dropped_slow
         self._started = hub.clock.seconds()
@@ -317,7 +335,7 @@ class SSEApp:
         return b""
 
     @app.route("/api", methods=["POST"])
-    def api(self, request: IRequest) -> bytes:
+    def api(self, request: IRequest) -> bytes | Deferred[bytes]:
         """
         The demo's endpoint: any JSON body broadcasts C{Something changed}.
         """
@@ -325,11 +343,10 @@ class SSEApp:
             self._authorize(self._publisher(request), DEFAULT_TOPIC)
         body = self._body(request)
         self.log.info("message received: {body}", body=parse_json(body))
-        receipt = self.hub.publish(CHANGED)
-        return json_body(request, {"id": receipt.id, "delivered": receipt.delivered})
+        return self._published(request, self.hub.publish(CHANGED), {})
 
     @app.route("/publish", methods=["POST"])
-    def publish(self, request: IRequest) -> bytes:
+    def publish(self, request: IRequest) -> bytes | Deferred[bytes]:
         """
         Publish one event: C{{"data": …, "event": …, "topic": …}} as JSON or
         as a form. Answers with the event's id and how many streams got it.
@@ -341,40 +358,83 @@ class SSEApp:
         self._authorize(allowed, topic)
         event = fields.get("event")
         if event is not None and (
-            not isinstance(event, str) or not 0 < len(event) <= _MAX_EVENT_NAME
+            not isinstance(event, str) or not 0 < len(event) <= MAX_EVENT_NAME
         ):
             raise RequestError(
-                400, f"event must be a string of 1 to {_MAX_EVENT_NAME} characters"
+                400, f"event must be a string of 1 to {MAX_EVENT_NAME} characters"
             )
         data = fields["data"]
         text = data if isinstance(data, str) else json.dumps(data)
-        receipt = self.hub.publish(text, event=event, topic=topic)
+        published = self.hub.publish(text, event=event, topic=topic)
+        return self._published(request, published, {"topic": topic})
+
+    def _published(
+        self,
+        request: IRequest,
+        published: Receipt | Deferred[Receipt],
+        extra: dict[str, str],
+    ) -> bytes | Deferred[bytes]:
+        """
+        Answer a publish with its receipt: at once, or, with a shared log,
+        once the log has stored the event; if it could not, with C{503}.
+        """
+        if isinstance(published, Deferred):
+            return published.addCallbacks(
+                self._receipt,
+                self._unavailable,
+                callbackArgs=(request, extra),
+                errbackArgs=(request,),
+            )
+        return self._receipt(published, request, extra)
+
+    def _receipt(
+        self, receipt: Receipt, request: IRequest, extra: dict[str, str]
+    ) -> bytes:
+        answer: dict[str, object] = {"id": receipt.id}
+        if receipt.delivered is not None:
+            answer["delivered"] = receipt.delivered
+        answer.update(extra)
         self.log.info(
             "published {id} on {topic} to {delivered} streams",
             id=receipt.id,
-            topic=topic,
-            delivered=receipt.delivered,
+            topic=extra.get("topic", DEFAULT_TOPIC),
+            delivered="the shared log's"
+            if receipt.delivered is None
+            else receipt.delivered,
         )
-        return json_body(
-            request, {"id": receipt.id, "delivered": receipt.delivered, "topic": topic}
+        return json_body(request, answer)
+
+    def _unavailable(self, failure: Failure, request: IRequest) -> bytes:
+        failure.trap(BrokerUnavailable, RedisError)
+        self.log.warn(
+            "refused a publish: the event log is unavailable ({error})",
+            error=failure.getErrorMessage(),
         )
+        return RequestError(
+            503,
+            "the event log is unavailable; try again later",
+            [("Retry-After", str(RETRY_AFTER))],
+        ).render(request)
 
     @app.route("/health", methods=["GET", "HEAD"])
     def health(self, request: IRequest) -> bytes:
         """
         Report that the server is up, with its open streams, last event id,
-        seconds since it started, and ssedemo's version.
+        seconds since it started, ssedemo's version, its process id (which
+        tells the workers of C{--workers} apart) and, with a shared event
+        log, whether it is reachable.
         """
-        return json_body(
-            request,
-            {
-                "status": "ok",
-                "streams": len(self.hub),
-                "lastEventId": self.hub.last_id,
-                "uptime": round(self.hub.clock.seconds() - self._started, 3),
-                "version": self._version,
-            },
-        )
+        report: dict[str, object] = {
+            "status": "ok",
+            "streams": len(self.hub),
+            "lastEventId": self.hub.last_id,
+            "uptime": round(self.hub.clock.seconds() - self._started, 3),
+            "version": self._version,
+            "pid": os.getpid(),
+        }
+        if self.broker is not None:
+            report["broker"] = "ok" if self.broker.available else "down"
+        return json_body(request, report)
 
     def _topics(self, request: IRequest) -> list[str]:
         topics = [t.decode("utf-8", "replace") for t in request.args.get(b"topic", [])]
@@ -464,7 +524,7 @@ def package_version() -> str:
 
 
 def _checked_topic(topic: object) -> str:
-    if not isinstance(topic, str) or not _TOPIC.fullmatch(topic):
+    if not isinstance(topic, str) or not is_topic_name(topic):
         raise RequestError(
             400, "topic names are 1 to 64 characters: letters, digits, . _ ~ : -"
         )

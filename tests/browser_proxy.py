@@ -140,6 +140,14 @@ class Proxy:
             for client in held:
                 self._forward(client)
 
+    def retarget(self, target_port: int) -> None:
+        """
+        Forward the connections from now on (and those held) to another
+        port of 127.0.0.1, as a load balancer switching instances does.
+        """
+        with self._lock:
+            self._target = (self._target[0], target_port)
+
     def held(self) -> int:
         """
         @return: How many connections are waiting to be forwarded.
