@@ -5,6 +5,7 @@ The access log, without secrets: a token given in the query
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -13,23 +14,27 @@ from twisted.web.iweb import IRequest
 
 REDACTED = b"[redacted]"
 _SECRET_ARGUMENTS = frozenset({"access_token"})
+# Twisted's query parser splits arguments at ";" as well as "&"; so must this.
+_SEPARATORS = re.compile(rb"([&;])")
 
 
 def redact(uri: bytes) -> bytes:
     """
     @param uri: A request URI.
     @return: C{uri} with the value of each C{access_token} query argument
-        replaced by L{REDACTED}, however its name is encoded.
+        replaced by L{REDACTED}, however its name is encoded, and whether
+        arguments are separated by C{&} or C{;}.
     """
     path, mark, query = uri.partition(b"?")
     if not mark:
         return uri
-    fields = query.split(b"&")
-    for index, field in enumerate(fields):
-        name = field.partition(b"=")[0]
+    # Fields at even indexes, separators at odd ones.
+    fields = _SEPARATORS.split(query)
+    for index in range(0, len(fields), 2):
+        name = fields[index].partition(b"=")[0]
         if unquote_plus(name.decode("latin-1")) in _SECRET_ARGUMENTS:
             fields[index] = name + b"=" + REDACTED
-    return path + b"?" + b"&".join(fields)
+    return path + b"?" + b"".join(fields)
 
 
 class _Redacted:

@@ -114,16 +114,17 @@ class PublicTopics:
 
     def __init__(self, patterns: Iterable[str], gate: Gate) -> None:
         """
-        @param patterns: The public topics, as L{covers} patterns.
+        @param patterns: The public topics, as L{Patterns}.
         @param gate: The gate for streams that ask for other topics too.
         """
-        self._patterns = tuple(patterns)
+        self._public = Patterns(patterns)
         self._gate = gate
 
     def authorize(
         self, request: IRequest, topics: Sequence[str]
     ) -> Grant | Deferred[Grant]:
-        private = [t for t in topics if not covers(self._patterns, t)]
+        public = self._public.covers
+        private = [t for t in topics if not public(t)]
         if not private:
             return OPEN
         return self._gate.authorize(request, private)
@@ -152,26 +153,45 @@ class FirstThen:
             return self._then.authorize(request, topics)
 
 
+class Patterns:
+    """
+    Topic patterns, sorted once so that matching a topic costs a set
+    look-up and one C{startswith}: C{*} matches every topic, a pattern
+    ending in C{.*} every topic that starts with what comes before the
+    C{*} and goes on after it (C{user.42.*} matches C{user.42.orders},
+    neither C{user.42} nor C{user.420}), any other pattern only itself.
+    """
+
+    __slots__ = ("_everything", "_exact", "_prefixes")
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        """
+        @param patterns: Topic patterns.
+        """
+        self._exact = frozenset(patterns)
+        self._everything = "*" in self._exact
+        self._prefixes = tuple(p[:-1] for p in self._exact if p.endswith(".*"))
+
+    def covers(self, topic: str) -> bool:
+        """
+        @return: Whether one of the patterns matches C{topic}.
+        """
+        return (
+            self._everything
+            or topic in self._exact
+            # Longer than the prefix: the slice still starts with it.
+            or topic[:-1].startswith(self._prefixes)
+        )
+
+
 def covers(patterns: Iterable[str], topic: str) -> bool:
     """
-    Whether one of C{patterns} matches C{topic}: C{*} matches every topic, a
-    pattern ending in C{.*} every topic that starts with what comes before
-    the C{*} and goes on after it (C{user.42.*} matches C{user.42.orders},
-    neither C{user.42} nor C{user.420}), any other pattern only itself.
+    Whether one of C{patterns} matches C{topic}, as L{Patterns} match.
 
     @param patterns: Topic patterns.
     @param topic: A topic name.
     """
-    for pattern in patterns:
-        if pattern == topic or pattern == "*":
-            return True
-        if (
-            pattern.endswith(".*")
-            and len(topic) > len(pattern) - 1
-            and topic.startswith(pattern[:-1])
-        ):
-            return True
-    return False
+    return Patterns(patterns).covers(topic)
 
 
 def bearer_token(request: IRequest) -> str | None:
@@ -179,9 +199,14 @@ def bearer_token(request: IRequest) -> str | None:
     @return: The token of the request's C{Authorization: Bearer} header, if
         it has one.
     """
-    scheme, _, token = (request.getHeader("Authorization") or "").partition(" ")
+    header = request.getHeader(b"authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(b" ")
     token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
+    if not token or scheme.lower() != b"bearer":
+        return None
+    return token.decode("utf-8", "replace")
 
 
 def query_token(request: IRequest) -> str | None:
@@ -192,7 +217,7 @@ def query_token(request: IRequest) -> str | None:
     return values[-1].decode("utf-8", "replace") if values and values[-1] else None
 
 
-def presented_token(request: IRequest, cookie: str) -> str | None:
+def presented_token(request: IRequest, cookie: bytes) -> str | None:
     """
     Find a subscriber's token: the first of the C{Authorization: Bearer}
     header, the cookie C{cookie}, and the C{access_token} query argument.
@@ -202,7 +227,9 @@ def presented_token(request: IRequest, cookie: str) -> str | None:
     @return: The token, or L{None} if none is present.
     """
     token = bearer_token(request)
-    if token is None:
-        value = request.getCookie(cookie.encode("ascii"))
-        token = value.decode("utf-8", "replace") if value else None
-    return token if token is not None else query_token(request)
+    if token is not None:
+        return token
+    value = request.getCookie(cookie)
+    if value:
+        return value.decode("utf-8", "replace")
+    return query_token(request)

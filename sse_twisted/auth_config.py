@@ -189,7 +189,9 @@ def access(options: MutableMapping[str, Any], reactor: Any) -> Access:
     if not gates:
         return Access(OPEN_GATE, None, services)
     gate = gates[0] if len(gates) == 1 else FirstThen(gates[0], gates[1])
-    return Access(PublicTopics(options["public-topic"], gate), verifier, services)
+    if options["public-topic"]:
+        gate = PublicTopics(options["public-topic"], gate)
+    return Access(gate, verifier, services)
 
 
 def _warnings(options: MutableMapping[str, Any]) -> Iterator[str]:

@@ -44,13 +44,14 @@ def warning(expires: float) -> bytes:
     return encode_event(json.dumps({"exp": expires}), event=TOKEN_EXPIRING)
 
 
-# What a batch does when its time comes, and for which expiry.
-_WARN, _END = "warn", "end"
-_Key = tuple[float, str, float]
+# A batch's key: when it warns (None once that was done when its streams
+# opened) and when it ends them.
+_Key = tuple[float | None, float]
 
 
 @dataclass(eq=False)
 class _Batch:
+    key: _Key
     call: IDelayedCall
     sinks: set[EventSink] = field(default_factory=set)
 
@@ -60,8 +61,9 @@ class Expiries:
     The streams whose tokens expire: each is warned, then ended, on the
     reactor's clock.
 
-    Streams due at the same moment (those opened with the same token, say)
-    share one timer, so that a stream costs no timer of its own.
+    Streams due at the same moments (those opened with the same token, say)
+    share one batch and its one timer, which warns them, then ends them:
+    a stream costs no timer, nor anything else, of its own.
     """
 
     def __init__(self, clock: IReactorTime) -> None:
@@ -70,7 +72,7 @@ class Expiries:
         """
         self._clock = clock
         self._batches: dict[_Key, _Batch] = {}
-        self._due: dict[EventSink, list[_Key]] = {}
+        self._due: dict[EventSink, _Batch] = {}
 
     def __len__(self) -> int:
         """
@@ -91,41 +93,53 @@ class Expiries:
         if expires is None:
             return
         now = self._clock.seconds()
-        warn_at = warning_time(expires, grant.issued, now)
-        keys: list[_Key] = []
-        if warn_at > now:
-            keys.append((warn_at, _WARN, expires))
-        else:
+        warn_at: float | None = warning_time(expires, grant.issued, now)
+        if warn_at is not None and warn_at <= now:
             sink.write(warning(expires))
-        keys.append((expires, _END, expires))
-        for key in keys:
-            batch = self._batches.get(key)
-            if batch is None:
-                call = self._clock.callLater(max(0.0, key[0] - now), self._fire, key)
-                batch = self._batches[key] = _Batch(call)
-            batch.sinks.add(sink)
-        self._due[sink] = keys
+            warn_at = None
+        key = (warn_at, expires)
+        batch = self._batches.get(key)
+        if batch is None:
+            first = expires if warn_at is None else warn_at
+            call = self._clock.callLater(max(0.0, first - now), self._fire, key)
+            batch = self._batches[key] = _Batch(key, call)
+        batch.sinks.add(sink)
+        self._due[sink] = batch
 
     def discard(self, sink: EventSink) -> None:
         """
         Forget C{sink}, which has ended. Unknown sinks are ignored.
         """
-        for key in self._due.pop(sink, ()):
-            batch = self._batches[key]
-            batch.sinks.discard(sink)
-            if not batch.sinks:
-                del self._batches[key]
-                batch.call.cancel()
+        batch = self._due.pop(sink, None)
+        if batch is None:
+            return
+        batch.sinks.discard(sink)
+        if not batch.sinks:
+            del self._batches[batch.key]
+            batch.call.cancel()
 
     def _fire(self, key: _Key) -> None:
         batch = self._batches.pop(key)
-        _, action, expires = key
-        for sink in batch.sinks:
-            self._due[sink].remove(key)
-        if action == _WARN:
-            data = warning(expires)
+        warn_at, expires = key
+        if warn_at is None:
             for sink in batch.sinks:
-                sink.write(data)
-        else:
+                del self._due[sink]
             for sink in batch.sinks:
                 sink.close()
+            return
+        # Warned, the streams wait for their end with those warned already.
+        warned = tuple(batch.sinks)
+        ending = self._batches.get((None, expires))
+        if ending is None:
+            batch.key = (None, expires)
+            batch.call = self._clock.callLater(
+                max(0.0, expires - self._clock.seconds()), self._fire, batch.key
+            )
+            self._batches[batch.key] = batch
+        else:
+            ending.sinks.update(warned)
+            for sink in warned:
+                self._due[sink] = ending
+        data = warning(expires)
+        for sink in warned:
+            sink.write(data)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -27,8 +27,8 @@ from sse_twisted.auth import (
     DEFAULT_COOKIE,
     Denial,
     Grant,
+    Patterns,
     Refusal,
-    covers,
     presented_token,
 )
 
@@ -64,6 +64,8 @@ class Claims:
     @ivar expires: Its C{exp}, or L{None}.
     @ivar not_before: Its C{nbf}, or L{None}.
     @ivar issued: Its C{iat}, or L{None}.
+    @ivar subscribing: C{subscribe}, ready for matching.
+    @ivar grant: The leave it gives a stream: until C{expires}.
     """
 
     subscribe: tuple[str, ...]
@@ -71,6 +73,13 @@ class Claims:
     expires: float | None
     not_before: float | None
     issued: float | None
+    # Made once per verified token, not once per stream.
+    subscribing: Patterns = field(init=False, repr=False, compare=False)
+    grant: Grant = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "subscribing", Patterns(self.subscribe))
+        object.__setattr__(self, "grant", Grant(self.expires, self.issued))
 
 
 def load_key(text: bytes, algorithm: str) -> Any:
@@ -239,7 +248,7 @@ class JWTGate:
         @param cookie: The cookie that may carry the token.
         """
         self._verifier = verifier
-        self._cookie = cookie
+        self._cookie = cookie.encode("ascii")
 
     def authorize(
         self, request: IRequest, topics: Sequence[str]
@@ -248,10 +257,12 @@ class JWTGate:
         if token is None:
             raise Refusal(Denial.MISSING, "a token is required for these topics")
         claims = self._verifier.verify(token)
-        refused = [t for t in topics if not covers(claims.subscribe, t)]
-        if refused:
-            raise Refusal(
-                Denial.FORBIDDEN,
-                f"the token does not allow subscribing to {', '.join(refused)}",
-            )
-        return Grant(expires=claims.expires, issued=claims.issued)
+        subscribing = claims.subscribing.covers
+        for topic in topics:
+            if not subscribing(topic):
+                refused = [t for t in topics if not subscribing(t)]
+                raise Refusal(
+                    Denial.FORBIDDEN,
+                    f"the token does not allow subscribing to {', '.join(refused)}",
+                )
+        return claims.grant

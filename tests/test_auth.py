@@ -20,6 +20,7 @@ from sse_twisted.auth import (
     Denial,
     FirstThen,
     Grant,
+    Patterns,
     PublicTopics,
     Refusal,
     covers,
@@ -55,6 +56,20 @@ def test_pattern_boundaries(pattern: str, topic: str, matches: bool) -> None:
 
 def test_no_patterns_cover_nothing() -> None:
     assert not covers([], "default")
+
+
+def test_any_of_several_patterns_covers() -> None:
+    patterns = Patterns(["news", "user.42.*", "org.7.*"])
+    assert [patterns.covers(t) for t in ("news", "org.7.x", "user.42.a")] == [
+        True,
+        True,
+        True,
+    ]
+    assert [patterns.covers(t) for t in ("org.7", "user.4", "new")] == [
+        False,
+        False,
+        False,
+    ]
 
 
 class Recorder:
@@ -133,6 +148,11 @@ def test_a_passed_on_challenge_is_kept() -> None:
         (b"/sse?access%5Ftoken=abc", b"/sse?access%5Ftoken=[redacted]"),
         (b"/sse?access_token", b"/sse?access_token=[redacted]"),
         (b"/sse?my_access_token=abc", b"/sse?my_access_token=abc"),
+        (
+            b"/sse?topic=a;access_token=abc&topic=b",
+            b"/sse?topic=a;access_token=[redacted]&topic=b",
+        ),
+        (b"/sse?;access_token=abc;", b"/sse?;access_token=[redacted];"),
     ],
 )
 def test_redact(uri: bytes, redacted: bytes) -> None:

@@ -15,6 +15,7 @@ from twisted.python.usage import UsageError
 
 from sse_twisted.auth import PublicTopics
 from sse_twisted.auth_config import access
+from sse_twisted.jwt_gate import JWTGate
 from sse_twisted.tap import Options, makeService
 
 
@@ -115,6 +116,8 @@ def test_access_follows_the_options(secret: str) -> None:
     assert built.verifier is not None
     assert built.verifier.verify(grants(["x"])).subscribe == ("x",)
     assert built.services == []
+    private = access(parse("--jwt-key", secret), reactor)
+    assert isinstance(private.gate, JWTGate)
     forward = access(parse("--auth-url", "http://127.0.0.1:1/auth"), reactor)
     assert len(forward.services) == 1
 
