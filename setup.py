@@ -22,7 +22,9 @@ setup(
     install_requires=[
         "twisted[tls,http2]>=24.7",
         "klein>=24.8",
+        "hiredis>=3.0",
         "prometheus_client>=0.20",
+        "pyjwt[crypto]>=2.8",
     ],
     extras_require={
         "test": [

@@ -3,9 +3,9 @@
  *
  *   loadgen --port P [--clients N] [--rounds K] [--inflight M]
  *           [--connect-timeout S] [--round-timeout S] [--gap-ms MS]
- *           [--wait-timeout S] [--waves W]
+ *           [--wait-timeout S] [--waves W] [--path /sse?...]
  *
- * Phase 1 opens N streams (GET /sse) to 127.0.0.1:P, at most M connects in
+ * Phase 1 opens N streams (GET /sse, or --path) to 127.0.0.1:P, at most M connects in
  * flight, and times each until its "Gotcha" greeting. Phase 2 runs K rounds:
  * one POST /api per round on a fresh connection, then it waits until every
  * live stream has seen that round's "Something changed".
@@ -91,7 +91,9 @@ static long round_now;       /* current round, 1-based; 0 before phase 2 */
 static long pending;         /* live streams still waiting for round_now */
 static long expected;        /* deliveries due: live streams, summed by round */
 static struct errors err;
-static char request[256];
+#define PATH_MAX_LEN 1024
+static const char *path = "/sse";
+static char request[PATH_MAX_LEN + 256];
 static size_t request_len;
 
 /* The POST of the current round. */
@@ -514,6 +516,14 @@ static void parse_args(int argc, char **argv)
             nwaves = parse_long(v, 0, 1000, o);
         else if (!strcmp(o, "--gap-ms"))
             gap = parse_long(v, 0, 60000, o) / 1e3;
+        else if (!strcmp(o, "--path")) {
+            if (v[0] != '/' || strlen(v) > PATH_MAX_LEN || strpbrk(v, " \r\n")) {
+                fprintf(stderr, "loadgen: --path must be a request path of at most "
+                                "%d characters\n", PATH_MAX_LEN);
+                exit(2);
+            }
+            path = v;
+        }
         else {
             fprintf(stderr, "loadgen: unknown option %s\n", o);
             exit(2);
@@ -523,7 +533,7 @@ static void parse_args(int argc, char **argv)
         fprintf(stderr, "usage: loadgen --port P [--clients N] [--rounds K] "
                         "[--inflight M] [--connect-timeout S] "
                         "[--round-timeout S] [--wait-timeout S] [--gap-ms MS] "
-                        "[--waves W]\n");
+                        "[--waves W] [--path P]\n");
         exit(2);
     }
 }
@@ -605,10 +615,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
     request_len = (size_t)snprintf(request, sizeof request,
-                                   "GET /sse HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                                   "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
                                    "Accept: text/event-stream\r\n"
                                    "Cache-Control: no-cache\r\n\r\n",
-                                   port);
+                                   path, port);
     ep = epoll_create1(EPOLL_CLOEXEC);
     conns = calloc((size_t)nclients, sizeof *conns);
     connect_ms = calloc((size_t)nclients, sizeof *connect_ms);

@@ -37,6 +37,10 @@ from pathlib import Path
 from typing import IO, Any
 
 BENCH = Path(__file__).resolve().parent
+# The tests' redis-server launcher (standard library only) serves here too.
+sys.path.insert(0, str(BENCH.parent / "tests"))
+from redis_server import REDIS_SERVER, free_port, running_redis  # noqa: E402
+
 LOADGEN_SOURCE = BENCH / "loadgen.c"
 LOADGEN = BENCH / "build" / "loadgen"
 PEERS = BENCH / "peers"
@@ -51,7 +55,21 @@ PEER_PACKAGES = (
 )
 # What the versions section names for the peers (starlette comes along).
 PEER_VERSIONS = ("sse-starlette", "starlette", *PEER_PACKAGES[1:])
-SERVERS = ("ssedemo", "ssedemo-metrics", "starlette", "aiohttp", "node")
+SERVERS = (
+    "ssedemo",
+    "ssedemo-metrics",
+    "ssedemo-redis",
+    "ssedemo-workers2",
+    "starlette",
+    "aiohttp",
+    "node",
+    "ssedemo-hs256",
+    "ssedemo-es256",
+)
+REDIS_SERVERS = frozenset({"ssedemo-redis", "ssedemo-workers2"})
+"""Servers run with a redis-server of their own, whose CPU counts as theirs."""
+WORKERS = {"ssedemo-workers2": 2}
+"""Servers run as ssedemo --workers N: their CPU time is summed over all."""
 PYTHON_PEERS = frozenset({"starlette", "aiohttp"})
 
 START_DEADLINE = 30.0  # seconds for a server to listen
@@ -137,14 +155,20 @@ def _make_peer_venv() -> Path:
 # The servers.
 
 
-def server_command(name: str, port: int) -> list[str]:
+def server_command(name: str, port: int, extra: Sequence[str] = ()) -> list[str]:
     """
+    @param extra: More arguments for ssedemo, such as C{--redis}.
     @return: The command that runs server C{name} on 127.0.0.1:C{port}.
     """
-    if name == "ssedemo":
+    if name == "ssedemo" or name in REDIS_SERVERS or name in JWT_SERVERS:
         twistd = str(Path(sys.executable).with_name("twistd"))
         where = f"tcp:{port}:interface=127.0.0.1"
-        return [twistd, "-n", "ssedemo", "--port", where, "--heartbeat", "0"]
+        command = [twistd, "-n", "ssedemo", "--port", where, "--heartbeat", "0"]
+        if name in WORKERS:
+            command += ["--workers", str(WORKERS[name])]
+        if name in JWT_SERVERS:
+            command += ["--jwt-key", JWT_KEY, "--jwt-algorithm", JWT_SERVERS[name]]
+        return [*command, *extra]
     if name == "ssedemo-metrics":  # the same, with Prometheus metrics served
         metrics = f"tcp:{free_port()}:interface=127.0.0.1"
         return [*server_command("ssedemo", port), "--metrics", metrics]
@@ -155,14 +179,41 @@ def server_command(name: str, port: int) -> list[str]:
     raise ValueError(name)
 
 
-def free_port() -> int:
+# ssedemo with JWT authorization: every stream presents a token for the
+# default topic in its query, as EventSource does across origins.
+JWT_SERVERS = {"ssedemo-hs256": "HS256", "ssedemo-es256": "ES256"}
+JWT_KEY = "jwt.key"  # in the server's working directory
+
+
+def stream_path(name: str, workdir: Path) -> str:
     """
-    @return: A TCP port on 127.0.0.1 that nothing listens on right now.
+    For a JWT variant, write a fresh key into C{workdir} (where the server
+    runs) and sign a token that lets streams read the default topic.
+
+    @return: The path the loadgen's streams ask for.
     """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    algorithm = JWT_SERVERS.get(name)
+    if algorithm is None:
+        return "/sse"
+    # Imported here: only the JWT variants need the project's virtualenv.
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    signing: Any
+    if algorithm == "HS256":
+        signing = os.urandom(32).hex()
+        (workdir / JWT_KEY).write_text(signing + "\n")
+    else:
+        signing = ec.generate_private_key(ec.SECP256R1())
+        (workdir / JWT_KEY).write_bytes(
+            signing.public_key().public_bytes(
+                serialization.Encoding.PEM,
+                serialization.PublicFormat.SubjectPublicKeyInfo,
+            )
+        )
+    claims = {"sse": {"subscribe": ["default"]}, "exp": int(time.time()) + 3600}
+    return "/sse?access_token=" + jwt.encode(claims, signing, algorithm=algorithm)
 
 
 def tail(path: Path, lines: int = 5) -> str:
@@ -212,22 +263,56 @@ def stop(process: subprocess.Popen[bytes]) -> str | None:
         return f"killed: still running {STOP_DEADLINE:.0f} s after SIGTERM"
 
 
+def wait_workers(log: Path, count: int) -> None:
+    """
+    Wait until C{count} workers of C{ssedemo --workers} serve: the parent's
+    socket takes connections before they do.
+    """
+    deadline = time.monotonic() + START_DEADLINE
+    while time.monotonic() < deadline:
+        if log.read_bytes().count(b"Site starting on") >= count:
+            return
+        time.sleep(0.05)
+    raise BenchError(f"{count} workers did not start within {START_DEADLINE:.0f} s")
+
+
+@contextmanager
+def backing_redis(name: str) -> Iterator[tuple[list[str], list[int]]]:
+    """
+    Run a redis-server of its own (persistence off) for server C{name} if it
+    needs one, for the duration of the block.
+
+    @return: The arguments that point ssedemo to it, and its process id (so
+        that its CPU time counts as the server's); nothing for other servers.
+    """
+    if name not in REDIS_SERVERS:
+        yield [], []
+        return
+    with running_redis() as redis:
+        assert redis.process is not None
+        yield ["--redis", redis.url], [redis.process.pid]
+
+
 @contextmanager
 def running(
-    name: str, workdir: Path, command: Callable[[int], list[str]] | None = None
+    name: str,
+    workdir: Path,
+    command: Callable[[int], list[str]] | None = None,
+    extra: Sequence[str] = (),
 ) -> Iterator[tuple[int, int]]:
     """
     Run server C{name} for the duration of the block, its output going to
     a log file in C{workdir}.
 
     @param command: Makes the command for a port, if not L{server_command}'s.
+    @param extra: More arguments for ssedemo.
     @return: Its port and its process id.
     """
     port = free_port()
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            command(port) if command else server_command(name, port),
+            command(port) if command else server_command(name, port, extra),
             cwd=workdir,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -235,6 +320,8 @@ def running(
         )
     try:
         wait_listening(process, port, log)
+        if name in WORKERS:
+            wait_workers(log, WORKERS[name])
         yield port, process.pid
     finally:
         note = stop(process)
@@ -335,12 +422,34 @@ def machine_sample() -> dict[str, float]:
     }
 
 
-def sample(pid: int) -> dict[str, float]:
+def process_tree(roots: Sequence[int]) -> list[int]:
     """
-    @return: What L{process_sample} and L{machine_sample} say now.
+    @return: The processes C{roots} and all their descendants.
+    """
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rpartition(")")[2].split()
+                parents[int(entry.name)] = int(stat[1])
+            except (OSError, IndexError, ValueError):
+                pass  # a process that just ended
+    tree = list(roots)
+    for pid in tree:  # grows while children are found
+        tree += [child for child, parent in parents.items() if parent == pid]
+    return tree
+
+
+def sample(pids: Sequence[int]) -> dict[str, float]:
+    """
+    @return: What L{process_sample} says now, summed over the server's
+        processes C{pids} and their descendants (the workers of ssedemo
+        --workers), and what L{machine_sample} says.
     """
     try:
-        return process_sample(pid) | machine_sample()
+        processes = [process_sample(pid) for pid in process_tree(pids)]
+        total = {key: sum(p[key] for p in processes) for key in processes[0]}
+        return total | {"processes": len(processes)} | machine_sample()
     except (OSError, ValueError, IndexError, KeyError) as e:
         raise BenchError(f"cannot read /proc: {e}") from None
 
@@ -385,10 +494,12 @@ def run_loadgen(
     options: argparse.Namespace,
     workdir: Path,
     on_phase: Callable[[str], None],
+    path: str = "/sse",
 ) -> dict[str, Any]:
     """
     Run the loadgen against C{port}, calling C{on_phase("ready")} when its
-    streams are open and C{on_phase("done")} when its rounds are over.
+    streams are open and C{on_phase("done")} when its rounds are over; its
+    streams ask for C{path}.
 
     @return: Its JSON report.
     """
@@ -396,6 +507,7 @@ def run_loadgen(
     command += ["--clients", str(options.clients), "--rounds", str(options.rounds)]
     command += ["--connect-timeout", str(CONNECT_TIMEOUT)]
     command += ["--round-timeout", str(ROUND_TIMEOUT)]
+    command += ["--path", path]
     rounds_limit = options.rounds * (ROUND_TIMEOUT + 1) + SLACK
     return drive_loadgen(
         command,
@@ -453,14 +565,19 @@ def run_once(name: str, options: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         workdir = Path(tmp)
         try:
-            with running(name, workdir) as (port, pid):
+            path = stream_path(name, workdir)
+            with (
+                backing_redis(name) as (extra, helpers),
+                running(name, workdir, extra=extra) as (port, pid),
+            ):
                 time.sleep(SETTLE)
-                samples = {"start": sample(pid)}
+                pids = [pid, *helpers]
+                samples = {"start": sample(pids)}
 
                 def on_phase(phase: str) -> None:
-                    samples[phase] = sample(pid)
+                    samples[phase] = sample(pids)
 
-                report = run_loadgen(port, options, workdir, on_phase)
+                report = run_loadgen(port, options, workdir, on_phase, path)
             record["loadgen"] = report
             record["samples"] = samples
             record.update(server_figures(report, samples))
@@ -533,6 +650,10 @@ COLUMNS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "delivery_ms_p50": lambda r: r["loadgen"]["delivery_ms_p50"],
     "delivery_ms_p99": lambda r: r["loadgen"]["delivery_ms_p99"],
     "deliveries": lambda r: r["loadgen"]["deliveries"],
+    # Copies per second while a median round fans out.
+    "deliveries_per_s": lambda r: (
+        r["loadgen"]["reached"] * 1e3 / r["loadgen"]["fanout_ms_p50"]
+    ),
     "server_cpu_us_per_delivery": lambda r: r["server_cpu_us_per_delivery"],
     "server_user_us_per_delivery": lambda r: r["server_user_us_per_delivery"],
     "server_sys_us_per_delivery": lambda r: r["server_sys_us_per_delivery"],
@@ -578,6 +699,8 @@ def versions(servers: Sequence[str]) -> dict[str, str]:
         "cpus": f"{os.cpu_count()} x {cpu_model()}",
     }
     tools = {"gcc": ["gcc", "-dumpfullversion"]}
+    if REDIS_SERVERS & set(servers):
+        tools["redis"] = [REDIS_SERVER, "--version"]
     if "node" in servers:
         tools["node"] = ["node", "--version"]
     for name, command in tools.items():
@@ -648,9 +771,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"    {result['command']}",
         "",
         "| server | connections | connects/s | fan-out p50 ms | fan-out p99 ms"
-        " | delivery p50 ms | delivery p99 ms | server CPU µs/delivery"
-        " | RSS KB/conn | errors | loadgen CPU µs/delivery |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        " | deliveries/s | delivery p50 ms | delivery p99 ms"
+        " | server CPU µs/delivery | RSS KB/conn | errors"
+        " | loadgen CPU µs/delivery |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for name, row in summary.items():
         errors = str(row["errors"])
@@ -662,6 +786,7 @@ def markdown(result: dict[str, Any]) -> str:
             number(row["connect_rate"], 0),
             number(row["fanout_ms_p50"]),
             number(row["fanout_ms_p99"]),
+            number(row["deliveries_per_s"], 0),
             number(row["delivery_ms_p50"]),
             number(row["delivery_ms_p99"]),
             number(row["server_cpu_us_per_delivery"], 2),
@@ -672,11 +797,14 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Fan-out: from the POST to the last stream's copy, per round. Delivery:"
+        "Fan-out: from the POST to the last stream's copy, per round;"
+        " deliveries/s: streams / median fan-out. Delivery:"
         " from the POST to each stream's copy. Server CPU counts the broadcast"
-        " rounds only (the scheduler's per-thread nanosecond clock).",
+        " rounds only (the scheduler's per-thread nanosecond clock), summed"
+        " over all of the server's processes (with Redis: redis-server too).",
     ]
-    peers = [name for name in summary if name != "ssedemo"]
+    lines += variants(summary)
+    peers = [name for name in summary if not name.startswith("ssedemo")]
     if "ssedemo" in summary and peers:
         mine = summary["ssedemo"]
         lines += [
@@ -690,18 +818,14 @@ def markdown(result: dict[str, Any]) -> str:
             " | connects/s |",
             "|---|--:|--:|--:|--:|",
         ]
+        columns = (
+            "server_cpu_us_per_delivery",
+            "fanout_ms_p99",
+            "rss_kb_per_conn",
+            "connect_rate",
+        )
         for name in peers:
-            theirs = summary[name]
-            cells = [name] + [
-                ratio(mine[column], theirs[column])
-                for column in (
-                    "server_cpu_us_per_delivery",
-                    "fanout_ms_p99",
-                    "rss_kb_per_conn",
-                    "connect_rate",
-                )
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append(ratio_row(name, mine, summary[name], columns))
     lines += [
         "",
         "## Details",
@@ -756,6 +880,47 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"- ssedemo: {next(iter(revisions))}")
     lines += [f"- {name}: {value}" for name, value in result["versions"].items()]
     return "\n".join(lines) + "\n"
+
+
+def variants(summary: dict[str, Any]) -> list[str]:
+    """
+    @return: The lines comparing ssedemo's variants (C{ssedemo-...}) with
+        plain C{ssedemo}, if both were measured.
+    """
+    names = [name for name in summary if name.startswith("ssedemo-")]
+    if "ssedemo" not in summary or not names:
+        return []
+    lines = [
+        "",
+        "## ssedemo variant / ssedemo",
+        "",
+        "| variant | deliveries/s | server CPU µs/delivery | fan-out p99"
+        " | connects/s |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    columns = (
+        "deliveries_per_s",
+        "server_cpu_us_per_delivery",
+        "fanout_ms_p99",
+        "connect_rate",
+    )
+    for name in names:
+        lines.append(ratio_row(name, summary[name], summary["ssedemo"], columns))
+    return lines
+
+
+def ratio_row(
+    name: str,
+    numerator: dict[str, Any],
+    denominator: dict[str, Any],
+    columns: Sequence[str],
+) -> str:
+    """
+    @return: A table row: C{name}, then C{numerator / denominator} for each
+        of the C{columns}.
+    """
+    cells = [ratio(numerator[c], denominator[c]) for c in columns]
+    return "| " + " | ".join([name, *cells]) + " |"
 
 
 def problem(record: dict[str, Any]) -> str:

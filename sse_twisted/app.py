@@ -5,16 +5,16 @@ demo's C{/api} and the C{/publish} API.
 
 from __future__ import annotations
 
-import hmac
 import json
-import re
+import os
 from dataclasses import dataclass
 from functools import partial
 from importlib import metadata
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from klein import Klein
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
@@ -23,11 +23,22 @@ from twisted.web.resource import IResource, getChildForRequest
 from twisted.web.server import Request, Site
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from sse_twisted.event import InvalidEventField, encode_event, encode_retry
+from sse_twisted.access_log import access_log_line
+from sse_twisted.auth import OPEN_GATE, Denial, Gate, Grant, Refusal
+from sse_twisted.event import (
+    InvalidEventField,
+    encode_event,
+    encode_jittered_retry,
+    encode_retry,
+)
+from sse_twisted.expiry import Expiries
 from sse_twisted.http2 import StreamingSite
-from sse_twisted.hub import DEFAULT_TOPIC, Hub
+from sse_twisted.hub import DEFAULT_TOPIC, MAX_EVENT_NAME, Hub, Receipt, is_topic_name
+from sse_twisted.jwt_gate import Verifier
 from sse_twisted.observer import Observer
 from sse_twisted.overload import ClientLimit
+from sse_twisted.publish_auth import PublishGuard
+from sse_twisted.redis_client import BrokerUnavailable, RedisError
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG, EventStream
 from sse_twisted.web import (
     FORM_TYPE,
@@ -45,16 +56,30 @@ from sse_twisted.web import (
     json_body,
     media_type,
     parse_json,
+    refusal_error,
 )
 
 GREETING = json.dumps({"message": "Gotcha"})
 CHANGED = json.dumps({"message": "Something changed"})
 
-_TOPIC = re.compile(r"[A-Za-z0-9._~:-]{1,64}")
 _MAX_TOPICS = 32
-_MAX_EVENT_NAME = 128
 _MAX_LAST_EVENT_ID = 256
 _PUBLISH_FIELDS = frozenset({"data", "event", "topic"})
+
+RETRY_AFTER = 1
+"""Seconds after which a publisher refused with C{503} may try again."""
+
+
+class Broker(Protocol):
+    """
+    The connection state of a shared event log.
+    """
+
+    @property
+    def available(self) -> bool:
+        """
+        Whether the log can be reached.
+        """
 
 
 @dataclass(frozen=True)
@@ -71,6 +96,10 @@ class Settings:
     @ivar protect_api: Whether C{/api} requires the token too.
     @ivar cors_origins: Origins allowed to use C{/sse} and C{/publish} from
         a browser; C{"*"} allows any, without credentials.
+    @ivar gate: Decides who may open a stream on which topics.
+    @ivar verifier: Verifies publishers' JWTs, if they are configured.
+    @ivar publish_open: Whether anyone may publish when no token is
+        configured; otherwise only clients on this machine may.
     """
 
     static: FilePath[str]
@@ -80,6 +109,9 @@ class Settings:
     publish_token: bytes | None = None
     protect_api: bool = False
     cors_origins: tuple[str, ...] = ()
+    gate: Gate = OPEN_GATE
+    verifier: Verifier | None = None
+    publish_open: bool = False
 
 
 class _Site(SelectiveLogSite, StreamingSite):
@@ -104,6 +136,7 @@ class SSEApp:
         *,
         limit: ClientLimit | None = None,
         observer: Observer | None = None,
+        broker: Broker | None = None,
     ) -> None:
         """
         @param hub: Where streams subscribe and events are published.
@@ -111,14 +144,21 @@ class SSEApp:
         @param limit: Turns streams away when too many are open; by default
             there is no limit.
         @param observer: Told of streams dropped for slow clients.
+        @param broker: The shared event log's connection state, reported by
+            C{/health}; L{None} without one.
         """
         self.hub = hub
         self.settings = settings
+        self.broker = broker
         self._limit = limit
         self._dropped = None if observer is None else observer.dropped_slow
         self._started = hub.clock.seconds()
         self._version = package_version()
         self._opening = encode_retry(settings.retry) + encode_event(GREETING)
+        self._expiries = Expiries(hub.clock)
+        self._publishers = PublishGuard(
+            settings.publish_token, settings.verifier, settings.publish_open
+        )
 
     def site(self) -> Site:
         """
@@ -127,6 +167,7 @@ class SSEApp:
         site = _Site(
             StreamFirst(self.open_stream, self.app.resource()),
             requestFactory=partial(BodyLimitedRequest, max_body=self.settings.max_body),
+            logFormatter=access_log_line,
         )
         site.displayTracebacks = False
         return site
@@ -167,40 +208,121 @@ class SSEApp:
         """
         Open an event stream: C{retry:}, the greeting, the events missed
         since C{Last-Event-ID} (or C{?lastEventId=}), then live events.
-        (L{sse_twisted.web.StreamFirst} takes C{GET} past Klein to
-        L{open_stream}.)
+        (L{sse_twisted.web.StreamFirst} takes C{GET} and C{HEAD} past Klein
+        to L{open_stream}.)
         """
-        if self.open_stream(request):
-            return KEEP_OPEN
-        return b""
+        self.open_stream(request)
+        return KEEP_OPEN
 
-    def open_stream(self, request: Request) -> bool:
+    def open_stream(self, request: Request) -> None:
         """
-        Check the request for a stream and set its headers; for C{GET}, open
-        the stream and subscribe it, or refuse it if the limit of open
-        streams is reached.
+        Check the request for a stream and ask the gate; once it allows,
+        set the headers and, for C{GET}, open the stream and subscribe it.
+        A refusal, or a C{HEAD}, finishes the response. The gate may take
+        its time: a client that leaves meanwhile is forgotten. When the
+        limit of open streams is reached, a C{GET} is turned away before
+        the gate is asked.
 
-        @return: Whether the response is taken care of: a stream was opened
-            or refused (not for C{HEAD}, which never opens one).
         @raise RequestError: If the request asks for bad topics.
         """
         self._allow_cors(request)
         topics = self._topics(request)
         last_event_id = _last_event_id(request)
-        request.setHeader("Content-Type", "text/event-stream; charset=utf-8")
-        request.setHeader("Cache-Control", "no-cache")
-        request.setHeader("X-Accel-Buffering", "no")
-        if request.method == b"HEAD":
-            return False
-        if self._limit is not None and not self._limit.admits():
+        if (
+            request.method == b"GET"
+            and self._limit is not None
+            and not self._limit.admits()
+        ):
+            self._stream_headers(request)
             self._limit.refuse(request)
-            return True
+            return
+        try:
+            decision = self.settings.gate.authorize(request, topics)
+        except Refusal as refusal:
+            self._refuse(request, refusal)
+            return
+        if isinstance(decision, Deferred):
+            self._open_when_decided(request, topics, last_event_id, decision)
+        else:
+            self._open(request, topics, last_event_id, decision)
+
+    def _open_when_decided(
+        self,
+        request: Request,
+        topics: list[str],
+        last_event_id: str | None,
+        decision: Deferred[Grant],
+    ) -> None:
+        """
+        Open the stream, or refuse it, once the gate has decided; if the
+        client leaves first, withdraw the question and forget the client.
+        """
+        gone = False
+
+        def left(_: object) -> None:
+            nonlocal gone
+            gone = True
+            decision.cancel()
+
+        def allowed(grant: Grant) -> None:
+            if not gone:
+                self._open(request, topics, last_event_id, grant)
+
+        def refused(failure: Failure) -> None:
+            if gone:
+                return
+            refusal = failure.value
+            if not isinstance(refusal, Refusal):
+                self.log.failure("authorization failed", failure)
+                refusal = Refusal(Denial.UNAVAILABLE, "authorization failed")
+            self._refuse(request, refusal)
+
+        request.notifyFinish().addErrback(left)
+        decision.addCallbacks(allowed, refused)
+
+    def _open(
+        self,
+        request: Request,
+        topics: list[str],
+        last_event_id: str | None,
+        grant: Grant,
+    ) -> None:
+        self._stream_headers(request)
+        if request.method == b"HEAD":
+            request.finish()
+            return
         stream = EventStream(
-            request, self.hub.unsubscribe, self.settings.max_backlog, self._dropped
+            request, self._ended, self.settings.max_backlog, self._dropped
         )
         stream.start(self._opening)
         self.hub.subscribe(stream, topics, last_event_id)
-        return True
+        self._expiries.add(stream, grant)
+
+    def _ended(self, stream: EventStream) -> None:
+        self.hub.unsubscribe(stream)
+        self._expiries.discard(stream)
+
+    def _refuse(self, request: Request, refusal: Refusal) -> None:
+        """
+        Answer a refused request for a stream. When no decision could be
+        had, the answer is a stream that tells the client to come back
+        after one to two retry intervals, and ends: an C{EventSource}
+        given anything but C{200} gives up for good.
+        """
+        if refusal.denial is Denial.UNAVAILABLE:
+            self._stream_headers(request)
+            body = encode_jittered_retry(self.settings.retry)
+        else:
+            body = refusal_error(refusal).render(request)
+        request.setHeader("Content-Length", str(len(body)))
+        request.write(body)
+        request.finish()
+
+    @staticmethod
+    def _stream_headers(request: Request) -> None:
+        request.setHeader("Content-Type", "text/event-stream; charset=utf-8")
+        request.setHeader("Cache-Control", "no-cache")
+        request.setHeader("X-Accel-Buffering", "no")
 
     @app.route("/sse", methods=["OPTIONS"])
     @app.route("/publish", methods=["OPTIONS"])
@@ -213,63 +335,106 @@ class SSEApp:
         return b""
 
     @app.route("/api", methods=["POST"])
-    def api(self, request: IRequest) -> bytes:
+    def api(self, request: IRequest) -> bytes | Deferred[bytes]:
         """
         The demo's endpoint: any JSON body broadcasts C{Something changed}.
         """
         if self.settings.protect_api:
-            self._authorize(request)
+            self._authorize(self._publisher(request), DEFAULT_TOPIC)
         body = self._body(request)
         self.log.info("message received: {body}", body=parse_json(body))
-        receipt = self.hub.publish(CHANGED)
-        return json_body(request, {"id": receipt.id, "delivered": receipt.delivered})
+        return self._published(request, self.hub.publish(CHANGED), {})
 
     @app.route("/publish", methods=["POST"])
-    def publish(self, request: IRequest) -> bytes:
+    def publish(self, request: IRequest) -> bytes | Deferred[bytes]:
         """
         Publish one event: C{{"data": …, "event": …, "topic": …}} as JSON or
         as a form. Answers with the event's id and how many streams got it.
         """
         self._allow_cors(request)
-        self._authorize(request)
+        allowed = self._publisher(request)
         fields = self._publish_fields(request)
         topic = _checked_topic(fields.get("topic", DEFAULT_TOPIC))
+        self._authorize(allowed, topic)
         event = fields.get("event")
         if event is not None and (
-            not isinstance(event, str) or not 0 < len(event) <= _MAX_EVENT_NAME
+            not isinstance(event, str) or not 0 < len(event) <= MAX_EVENT_NAME
         ):
             raise RequestError(
-                400, f"event must be a string of 1 to {_MAX_EVENT_NAME} characters"
+                400, f"event must be a string of 1 to {MAX_EVENT_NAME} characters"
             )
         data = fields["data"]
         text = data if isinstance(data, str) else json.dumps(data)
-        receipt = self.hub.publish(text, event=event, topic=topic)
+        published = self.hub.publish(text, event=event, topic=topic)
+        return self._published(request, published, {"topic": topic})
+
+    def _published(
+        self,
+        request: IRequest,
+        published: Receipt | Deferred[Receipt],
+        extra: dict[str, str],
+    ) -> bytes | Deferred[bytes]:
+        """
+        Answer a publish with its receipt: at once, or, with a shared log,
+        once the log has stored the event; if it could not, with C{503}.
+        """
+        if isinstance(published, Deferred):
+            return published.addCallbacks(
+                self._receipt,
+                self._unavailable,
+                callbackArgs=(request, extra),
+                errbackArgs=(request,),
+            )
+        return self._receipt(published, request, extra)
+
+    def _receipt(
+        self, receipt: Receipt, request: IRequest, extra: dict[str, str]
+    ) -> bytes:
+        answer: dict[str, object] = {"id": receipt.id}
+        if receipt.delivered is not None:
+            answer["delivered"] = receipt.delivered
+        answer.update(extra)
         self.log.info(
             "published {id} on {topic} to {delivered} streams",
             id=receipt.id,
-            topic=topic,
-            delivered=receipt.delivered,
+            topic=extra.get("topic", DEFAULT_TOPIC),
+            delivered="the shared log's"
+            if receipt.delivered is None
+            else receipt.delivered,
         )
-        return json_body(
-            request, {"id": receipt.id, "delivered": receipt.delivered, "topic": topic}
+        return json_body(request, answer)
+
+    def _unavailable(self, failure: Failure, request: IRequest) -> bytes:
+        failure.trap(BrokerUnavailable, RedisError)
+        self.log.warn(
+            "refused a publish: the event log is unavailable ({error})",
+            error=failure.getErrorMessage(),
         )
+        return RequestError(
+            503,
+            "the event log is unavailable; try again later",
+            [("Retry-After", str(RETRY_AFTER))],
+        ).render(request)
 
     @app.route("/health", methods=["GET", "HEAD"])
     def health(self, request: IRequest) -> bytes:
         """
         Report that the server is up, with its open streams, last event id,
-        seconds since it started, and ssedemo's version.
+        seconds since it started, ssedemo's version, its process id (which
+        tells the workers of C{--workers} apart) and, with a shared event
+        log, whether it is reachable.
         """
-        return json_body(
-            request,
-            {
-                "status": "ok",
-                "streams": len(self.hub),
-                "lastEventId": self.hub.last_id,
-                "uptime": round(self.hub.clock.seconds() - self._started, 3),
-                "version": self._version,
-            },
-        )
+        report: dict[str, object] = {
+            "status": "ok",
+            "streams": len(self.hub),
+            "lastEventId": self.hub.last_id,
+            "uptime": round(self.hub.clock.seconds() - self._started, 3),
+            "version": self._version,
+            "pid": os.getpid(),
+        }
+        if self.broker is not None:
+            report["broker"] = "ok" if self.broker.available else "down"
+        return json_body(request, report)
 
     def _topics(self, request: IRequest) -> list[str]:
         topics = [t.decode("utf-8", "replace") for t in request.args.get(b"topic", [])]
@@ -298,19 +463,17 @@ class SSEApp:
             )
             request.setHeader("Access-Control-Max-Age", "600")
 
-    def _authorize(self, request: IRequest) -> None:
-        token = self.settings.publish_token
-        if token is None:
-            return
-        scheme, _, offered = (request.getHeader("Authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            offered.strip().encode("utf-8"), token
-        ):
-            raise RequestError(
-                401,
-                "a valid bearer token is required",
-                [("WWW-Authenticate", 'Bearer realm="ssedemo"')],
-            )
+    def _publisher(self, request: IRequest) -> tuple[str, ...]:
+        try:
+            return self._publishers.topics(request)
+        except Refusal as refusal:
+            raise refusal_error(refusal) from None
+
+    def _authorize(self, allowed: tuple[str, ...], topic: str) -> None:
+        try:
+            self._publishers.check(allowed, topic)
+        except Refusal as refusal:
+            raise refusal_error(refusal) from None
 
     def _body(self, request: IRequest, form: bool = False) -> bytes:
         kind = media_type(request)
@@ -361,7 +524,7 @@ def package_version() -> str:
 
 
 def _checked_topic(topic: object) -> str:
-    if not isinstance(topic, str) or not _TOPIC.fullmatch(topic):
+    if not isinstance(topic, str) or not is_topic_name(topic):
         raise RequestError(
             400, "topic names are 1 to 64 characters: letters, digits, . _ ~ : -"
         )

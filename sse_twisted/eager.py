@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet import defer, fdesc, tcp
+from twisted.internet.abstract import isIPv6Address
 from twisted.internet.endpoints import (
     AdoptedStreamServerEndpoint,
     quoteStringArgument,
@@ -162,6 +163,27 @@ class EagerTCPServerEndpoint:
         )
         port.startListening()
         return port
+
+    def bind(self) -> socket.socket:
+        """
+        Bind and listen without accepting: the socket is for other processes
+        to serve (the workers of C{--workers}, through L{EagerPort.adopt}).
+
+        @return: A non-blocking listening socket, not inherited by child
+            processes unless they are given it explicitly.
+        @raise OSError: If the address cannot be bound.
+        """
+        family = socket.AF_INET6 if isIPv6Address(self._interface) else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self._interface, self._port))
+            sock.listen(self._backlog)
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return sock
 
 
 @implementer(IPlugin, IStreamServerEndpointStringParser)

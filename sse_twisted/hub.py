@@ -12,11 +12,13 @@ every recipient.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Protocol
 
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -26,6 +28,20 @@ from sse_twisted.observer import Observer
 
 DEFAULT_TOPIC = "default"
 """The topic of streams that name none, and of the demo's messages."""
+
+MAX_EVENT_NAME = 128
+"""The longest event type, in characters."""
+
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._~:-]{1,64}")
+
+
+def is_topic_name(name: str) -> bool:
+    """
+    @return: Whether C{name} is a topic name: 1 to 64 letters, digits or
+        C{. _ ~ : -}.
+    """
+    return _TOPIC_NAME.fullmatch(name) is not None
+
 
 RESYNC_EVENT = "resync"
 """
@@ -58,16 +74,28 @@ class Receipt:
     What became of one published event.
 
     @ivar id: The id assigned to the event.
-    @ivar delivered: The number of streams it was written to.
+    @ivar delivered: The number of streams it was written to; L{None} with
+        a shared log, whose events are delivered when read back from it.
     """
 
     id: str
-    delivered: int
+    delivered: int | None
 
 
 @dataclass(slots=True)
 class _Subscription:
     topics: tuple[str, ...]
+    quiet_since: float
+
+
+@dataclass(slots=True)
+class _Resuming:
+    """
+    A stream whose replay from a shared log is still under way: it joins
+    the fan-out when C{replay} fires, and gets keep-alives meanwhile.
+    """
+
+    replay: Deferred[bool]
     quiet_since: float
 
 
@@ -96,6 +124,7 @@ class Hub:
         self._events: EventLog = MemoryLog() if events is None else events
         self._subscribers: dict[str, set[EventSink]] = {}
         self._subscriptions: dict[EventSink, _Subscription] = {}
+        self._resuming: dict[EventSink, _Resuming] = {}
         self._last_delivery: dict[str, float] = {}
         self._opened = self._closed = 0
         self._report: IDelayedCall | None = None
@@ -111,7 +140,7 @@ class Hub:
         """
         @return: The number of open streams.
         """
-        return len(self._subscriptions)
+        return len(self._subscriptions) + len(self._resuming)
 
     @property
     def last_id(self) -> str | None:
@@ -132,8 +161,9 @@ class Hub:
         When C{last_event_id} is given, the events of those topics published
         after it are written to C{sink} first, in order; if the hub cannot
         tell which events came after it, a L{RESYNC_EVENT} is written instead.
-        Replay and registration happen in one step, so no event published
-        meanwhile is missed or repeated.
+        Replay and registration happen in one step (with a shared log, in
+        the step where the log says the replay has caught up), so no event
+        published meanwhile is missed or repeated.
 
         @param sink: The stream.
         @param topics: The topic names; duplicates are ignored.
@@ -141,7 +171,23 @@ class Hub:
         """
         topics = tuple(dict.fromkeys(topics))
         if last_event_id:
-            self._replay(sink, last_event_id, topics)
+            replayed = self._events.replay(last_event_id, frozenset(topics), sink.write)
+            if isinstance(replayed, Deferred):
+                self._resuming[sink] = _Resuming(replayed, self._clock.seconds())
+                replayed.addCallback(self._resumed, sink, topics, last_event_id)
+                replayed.addErrback(lambda f: f.trap(CancelledError))
+                return
+            self._replayed(replayed, sink, last_event_id)
+        self._register(sink, topics)
+
+    def _resumed(
+        self, replayed: bool, sink: EventSink, topics: tuple[str, ...], after: str
+    ) -> None:
+        del self._resuming[sink]
+        self._replayed(replayed, sink, after)
+        self._register(sink, topics)
+
+    def _register(self, sink: EventSink, topics: tuple[str, ...]) -> None:
         self._subscriptions[sink] = _Subscription(topics, self._clock.seconds())
         for topic in topics:
             self._subscribers.setdefault(topic, set()).add(sink)
@@ -154,6 +200,9 @@ class Hub:
 
         @param sink: The stream.
         """
+        resuming = self._resuming.pop(sink, None)
+        if resuming is not None:
+            resuming.replay.cancel()
         subscription = self._subscriptions.pop(sink, None)
         if subscription is None:
             return
@@ -167,7 +216,7 @@ class Hub:
 
     def publish(
         self, data: str, *, event: str | None = None, topic: str = DEFAULT_TOPIC
-    ) -> Receipt:
+    ) -> Receipt | Deferred[Receipt]:
         """
         Append the event to the log, and write it, with its id, to every
         stream subscribed to C{topic}.
@@ -175,14 +224,25 @@ class Hub:
         @param data: The payload.
         @param event: The event type, or L{None} for C{message}.
         @param topic: The topic.
-        @return: The event's id and how many streams it was written to.
+        @return: The event's id and how many streams it was written to; with
+            a shared log, a L{Deferred} that fires with the id once the log
+            has stored the event (which the log delivers later).
         @raise sse_twisted.event.InvalidEventField: If the event cannot be
             encoded; nothing is published then.
         """
-        record = self._events.append(data, event, topic)
+        appended = self._events.append(data, event, topic)
+        if isinstance(appended, Deferred):
+            return appended.addCallback(self._stored)
+        self._published()
+        return Receipt(appended.id, self.deliver(appended))
+
+    def _stored(self, event_id: str) -> Receipt:
+        self._published()
+        return Receipt(event_id, None)
+
+    def _published(self) -> None:
         if self._observer is not None:
             self._observer.published()
-        return Receipt(record.id, self.deliver(record))
 
     def deliver(self, record: Record) -> int:
         """
@@ -232,7 +292,15 @@ class Hub:
         for sink, subscription in quiet:
             subscription.quiet_since = now
             sink.write(comment)
-        return len(quiet)
+        waiting = [
+            (sink, resuming)
+            for sink, resuming in self._resuming.items()
+            if now - resuming.quiet_since >= idle
+        ]
+        for sink, resuming in waiting:
+            resuming.quiet_since = now
+            sink.write(comment)
+        return len(quiet) + len(waiting)
 
     def close_all(self, farewell: Callable[[], bytes] = bytes) -> None:
         """
@@ -241,7 +309,7 @@ class Hub:
         @param farewell: Makes the last bytes for each stream, such as a
             C{retry:} field; by default nothing.
         """
-        for sink in list(self._subscriptions):
+        for sink in [*self._subscriptions, *self._resuming]:
             self.unsubscribe(sink)
             sink.close(farewell())
 
@@ -290,10 +358,19 @@ class Hub:
             observer.fanned_out(delivered, perf_counter() - started)
         return delivered
 
-    def _replay(
-        self, sink: EventSink, last_event_id: str, topics: tuple[str, ...]
-    ) -> None:
-        replayed = self._events.replay(last_event_id, frozenset(topics), sink.write)
+    def resync(self, last_event_id: str) -> None:
+        """
+        Tell every open stream that it may have missed events after
+        C{last_event_id} (as when a shared log lost events this process never
+        read), with a L{RESYNC_EVENT} whose id is the log's last.
+
+        @param last_event_id: The id after which events may be missing.
+        """
+        wire = self._resync_event(last_event_id)
+        for sink in list(self._subscriptions):
+            sink.write(wire)
+
+    def _replayed(self, replayed: bool, sink: EventSink, last_event_id: str) -> None:
         if self._observer is not None:
             self._observer.resumed(replayed)
         if replayed:
@@ -303,10 +380,11 @@ class Hub:
             id=last_event_id,
             event=RESYNC_EVENT,
         )
-        sink.write(
-            encode_event(
-                json.dumps({"lastEventId": last_event_id}),
-                event=RESYNC_EVENT,
-                id=self.last_id or "",
-            )
+        sink.write(self._resync_event(last_event_id))
+
+    def _resync_event(self, last_event_id: str) -> bytes:
+        return encode_event(
+            json.dumps({"lastEventId": last_event_id}),
+            event=RESYNC_EVENT,
+            id=self.last_id or "",
         )

@@ -3,7 +3,9 @@ The event log: ids, the history of recent events, and replay after an id.
 
 The log decides what the events are and in which order; the
 L{sse_twisted.hub.Hub} only fans them out to the streams of this process.
-L{MemoryLog} is the embedded log of a single process.
+L{MemoryLog} is the embedded log of a single process; a shared log
+(L{sse_twisted.redis_log.RedisLog}) answers asynchronously, and feeds the
+hub every event itself, its own ones included, in the log's order.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection
 from typing import NamedTuple, Protocol
+
+from twisted.internet.defer import Deferred
 
 from sse_twisted.event import encode_event
 
@@ -41,21 +45,25 @@ class EventLog(Protocol):
         The id of the newest event, or L{None} if there is none yet.
         """
 
-    def append(self, data: str, event: str | None, topic: str) -> Record:
+    def append(
+        self, data: str, event: str | None, topic: str
+    ) -> Record | Deferred[str]:
         """
         Give an event the next id and keep it.
 
         @param data: The payload.
         @param event: The event type, or L{None} for C{message}.
         @param topic: The topic.
-        @return: The event as it goes out.
+        @return: The event as it goes out, for the caller to deliver; or,
+            from a shared log that delivers its events itself, a
+            L{Deferred} that fires with the event's id once it is stored.
         @raise sse_twisted.event.InvalidEventField: If the event cannot be
             encoded; nothing is kept then.
         """
 
     def replay(
         self, after: str, topics: Collection[str], write: Callable[[bytes], object]
-    ) -> bool:
+    ) -> bool | Deferred[bool]:
         """
         Write the events of C{topics} that came after the event C{after}, in
         order, up to the newest, including any event appended by one of
@@ -66,7 +74,9 @@ class EventLog(Protocol):
         @param write: Called with each encoded event.
         @return: Whether the log could tell which events came after
             C{after}; if not, nothing or only a part was written, and the
-            client may have missed events.
+            client may have missed events. A shared log answers with a
+            L{Deferred}, and the stream must join the fan-out in its
+            callback: the log fires it between two deliveries.
         """
 
 

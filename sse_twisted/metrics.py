@@ -13,7 +13,8 @@ set of time series stays the same whatever clients do.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -24,6 +25,8 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -47,6 +50,41 @@ FANOUT_BUCKETS = (
 The buckets of C{ssedemo_fanout_seconds}, in seconds: from a topic with a
 handful of streams (well under a millisecond) to tens of thousands.
 """
+
+
+class SharedLogState(Protocol):
+    """
+    What the metrics read from a shared event log (Redis) at each scrape.
+    """
+
+    @property
+    def available(self) -> bool:
+        """
+        Whether the log can be reached.
+        """
+
+    @property
+    def skipped(self) -> int:
+        """
+        How many of its entries were skipped because they cannot be sent.
+        """
+
+
+class _SharedLogCollector(Collector):
+    def __init__(self, log: SharedLogState) -> None:
+        self._log = log
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "ssedemo_broker_up",
+            "1 while the shared event log (Redis) can be reached, else 0.",
+            value=1.0 if self._log.available else 0.0,
+        )
+        yield CounterMetricFamily(
+            "ssedemo_redis_entries_skipped",
+            "Redis stream entries skipped because they cannot be sent.",
+            value=self._log.skipped,
+        )
 
 
 class Metrics:
@@ -115,6 +153,16 @@ class Metrics:
             C{hub.__len__}.
         """
         self._streams.set_function(count)
+
+    def watch_shared_log(self, log: SharedLogState) -> None:
+        """
+        Read C{ssedemo_broker_up} and
+        C{ssedemo_redis_entries_skipped_total} from C{log} at each scrape.
+
+        @param log: The shared event log, such as a
+            L{sse_twisted.redis_log.RedisLog}.
+        """
+        self.registry.register(_SharedLogCollector(log))
 
     def streams_opened(self, count: int) -> None:
         self._opened.inc(count)

@@ -4,26 +4,33 @@ The C{twistd ssedemo} command line: options and the service they describe.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from OpenSSL.crypto import Error as CryptoError
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import VerifyError
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
+from sse_twisted import auth_config
 from sse_twisted.app import Settings, SSEApp
+from sse_twisted.eager import EagerTCPServerEndpoint
 from sse_twisted.hub import Hub
 from sse_twisted.jsonlog import STDOUT, JsonLog
 from sse_twisted.log import MemoryLog
 from sse_twisted.metrics import Metrics
 from sse_twisted.overload import ClientLimit
+from sse_twisted.redis_client import InvalidRedisURL, RedisAddress
+from sse_twisted.redis_log import redis_log
 from sse_twisted.service import sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
+from sse_twisted.workers import WorkerSupervisor
 
 BUNDLED_STATIC = Path(__file__).parent / "static"
 """The client page shipped with the package."""
@@ -39,7 +46,9 @@ DEFAULT_PORT = "8080"
 
 _MAX_RETRY = 24 * 60 * 60 * 1000
 _MAX_HISTORY = 1_000_000
+_MIN_REDIS_HISTORY = 100
 _MAX_CLIENTS = 100_000_000
+_MAX_WORKERS = 1024
 
 
 def endpoint_description(port: str) -> str:
@@ -82,7 +91,13 @@ class Options(usage.Options):
         " /sse, the demo's POST /api and the POST /publish API."
     )
     optFlags = [
-        ["protect-api", None, "Require the publish token on POST /api too."],
+        [
+            "protect-api",
+            None,
+            "Require the publish token (or a JWT that may publish to default)"
+            " on POST /api too.",
+        ],
+        *auth_config.FLAGS,
     ]
     optParameters: list[list[Any]] = [
         [
@@ -150,12 +165,34 @@ class Options(usage.Options):
             "File holding the bearer token that POST /publish requires.",
         ],
         [
+            "redis",
+            None,
+            None,
+            "Keep the events in a Redis stream, shared by every ssedemo on it:"
+            " redis://HOST:PORT/DB (default port 6379, database 0).",
+        ],
+        [
+            "redis-key",
+            None,
+            "ssedemo",
+            "The key of the Redis stream (with --redis).",
+        ],
+        [
             "log-json",
             None,
             None,
             "Also write every log event as one JSON line to this file (- for"
             " standard output); the file is reopened on SIGUSR1.",
         ],
+        [
+            "workers",
+            None,
+            1,
+            "Worker processes serving the one TCP port, restarted if they"
+            " die (more than 1 needs --redis).",
+            int,
+        ],
+        *auth_config.PARAMETERS,
     ]
 
     def __init__(self) -> None:
@@ -180,6 +217,10 @@ class Options(usage.Options):
         """Let this origin use /sse and /publish (repeatable; * for any)."""
         self["cors-origin"].append(origin)
 
+    def opt_public_topic(self, pattern: str) -> None:
+        """Let anyone subscribe to this topic pattern, no token checked (repeatable)."""
+        auth_config.public_topic(self, pattern)
+
     def postOptions(self) -> None:
         self["ports"] = [
             _endpoint("port", port) for port in self["ports"] or [DEFAULT_PORT]
@@ -198,7 +239,61 @@ class Options(usage.Options):
             raise usage.UsageError(f"--static: {static} is not a directory")
         self["static"] = static
         self["publish-token"] = self._token()
+        self["redis"] = self._redis()
         self["log-json"] = _log_json_path(self["log-json"])
+        auth_config.check(self)
+        self._check_workers()
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """
+        Parse the command line, and keep it in C{argv}: the worker processes
+        of C{--workers} are given the same one.
+
+        @param options: The arguments; C{sys.argv[1:]} by default.
+        """
+        self.argv = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
+
+    def _check_workers(self) -> None:
+        _check_range(self, "workers", 1, _MAX_WORKERS)
+        if self["workers"] == 1:
+            return
+        if self["redis"] is None:
+            raise usage.UsageError(
+                "--workers needs --redis: each worker would keep its own"
+                " in-memory event log, so clients would miss the events"
+                " published through the other workers"
+            )
+        [port, *more] = self["ports"]
+        if more:
+            raise usage.UsageError("--workers shares one --port, not several")
+        if not port.startswith("eagertcp:"):
+            raise usage.UsageError(
+                "--workers shares one TCP port (a number or tcp:...) between"
+                f" the workers; it cannot share {port.partition(':')[0]}:"
+            )
+        if self["metrics"] is not None:
+            raise usage.UsageError(
+                "--metrics does not work with --workers yet: each worker counts"
+                " only its own streams, and they cannot all serve one metrics port"
+            )
+
+    def _redis(self) -> RedisAddress | None:
+        if not self["redis-key"]:
+            raise usage.UsageError("--redis-key must not be empty")
+        if self["redis"] is None:
+            return None
+        try:
+            address = RedisAddress.from_url(self["redis"])
+        except InvalidRedisURL as e:
+            raise usage.UsageError(
+                f"--redis: {e}; expected redis://HOST:PORT/DB"
+            ) from None
+        if self["history"] < _MIN_REDIS_HISTORY:
+            raise usage.UsageError(
+                f"--history must be at least {_MIN_REDIS_HISTORY} with --redis"
+            )
+        return address
 
     def _token(self) -> bytes | None:
         if self["publish-token"] and self["publish-token-file"]:
@@ -212,8 +307,10 @@ class Options(usage.Options):
             except OSError as e:
                 raise usage.UsageError(f"--publish-token-file: {e}") from e
         if token is None:
-            if self["protect-api"]:
-                raise usage.UsageError("--protect-api needs a publish token")
+            if self["protect-api"] and self["jwt-key"] is None:
+                raise usage.UsageError(
+                    "--protect-api needs a publish token or --jwt-key"
+                )
             return None
         if not token or any(c.isspace() for c in token):
             raise usage.UsageError("the publish token must be one word")
@@ -249,20 +346,62 @@ def _check_range(options: Options, name: str, low: float, high: float) -> None:
         raise usage.UsageError(f"--{name} must be between {low} and {high}")
 
 
-def makeService(options: Options, reactor: Any = None) -> IService:
+def _supervisor(
+    options: Options, reactor: Any, endpoint: IStreamServerEndpoint
+) -> IService:
+    """
+    The parent of C{--workers N}: it writes C{--log-json}, the workers'
+    events included, which they send it.
+    """
+    parent = MultiService()
+    if options["log-json"]:
+        JsonLog(options["log-json"], reactor).setServiceParent(parent)
+    # Options allows --workers with eager TCP endpoints only.
+    port = cast(EagerTCPServerEndpoint, endpoint)
+    WorkerSupervisor(reactor, port, options.argv, options["workers"]).setServiceParent(
+        parent
+    )
+    return parent
+
+
+def makeService(
+    options: Options,
+    reactor: Any = None,
+    endpoint: IStreamServerEndpoint | None = None,
+) -> IService:
     """
     Build the server that C{options} describe.
 
     @param options: Parsed L{Options}.
     @param reactor: The reactor to listen with and to time by; the global
         one by default.
-    @return: The service for C{twistd} to run.
+    @param endpoint: Where to serve instead of the C{--port}s: a worker
+        process serves the socket its parent bound.
+    @return: The service for C{twistd} to run: the server, or with
+        C{--workers N} (and no C{endpoint}) the supervisor of N worker
+        processes, each running the server.
     """
     if reactor is None:
         from twisted.internet import reactor
+    if endpoint is not None:
+        endpoints = [endpoint]
+    else:
+        endpoints = [serverFromString(reactor, port) for port in options["ports"]]
+        if options["workers"] > 1:
+            return _supervisor(options, reactor, endpoints[0])
     clock: IReactorTime = reactor
+    address: RedisAddress | None = options["redis"]
+    shared = (
+        None
+        if address is None
+        else redis_log(reactor, address, options["redis-key"], options["history"])
+    )
     metrics = Metrics() if options["metrics"] else None
-    hub = Hub(clock, MemoryLog(options["history"]), observer=metrics)
+    hub = Hub(
+        clock,
+        MemoryLog(options["history"]) if shared is None else shared,
+        observer=metrics,
+    )
     limit = None
     if options["max-clients"]:
         limit = ClientLimit(
@@ -272,6 +411,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             retry=options["retry"],
             observer=metrics,
         )
+    access = auth_config.access(options, reactor)
     settings = Settings(
         static=FilePath(str(options["static"])),
         max_body=options["max-body"],
@@ -280,11 +420,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         publish_token=options["publish-token"],
         protect_api=options["protect-api"],
         cors_origins=tuple(options["cors-origin"]),
+        gate=access.gate,
+        verifier=access.verifier,
+        publish_open=options["publish-open"],
     )
     service = sse_service(
         hub,
-        SSEApp(hub, settings, limit=limit, observer=metrics).site(),
-        *(serverFromString(reactor, port) for port in options["ports"]),
+        SSEApp(hub, settings, limit=limit, observer=metrics, broker=shared).site(),
+        *endpoints,
         clock=clock,
         heartbeat=options["heartbeat"],
         keepalive=options["keepalive"],
@@ -298,4 +441,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         StreamServerEndpointService(
             serverFromString(reactor, options["metrics"]), metrics.site()
         ).setServiceParent(service)
+    for child in access.services:
+        child.setServiceParent(service)
+    if shared is not None:
+        shared.feed(hub)
+        shared.setServiceParent(service)
+        if metrics is not None:
+            metrics.watch_shared_log(shared)
     return service

@@ -16,6 +16,9 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.static import File
 
+from sse_twisted.access_log import redact
+from sse_twisted.auth import Denial, Refusal
+
 JSON_TYPE = "application/json"
 FORM_TYPE = "application/x-www-form-urlencoded"
 
@@ -90,8 +93,9 @@ KEEP_OPEN = _KeepOpen()
 class StreamFirst(Resource):
     """
     The root resource: C{GET /sse}, the one request that every client makes
-    and keeps, goes straight to a function that opens the stream;
-    everything else to the Klein routes. Klein's routing costs about as much
+    and keeps, goes straight to a function that opens the stream (and so
+    does C{HEAD /sse}, authorized the same way); everything else to the
+    Klein routes. Klein's routing costs about as much
     CPU as the rest of opening a stream.
     """
 
@@ -101,8 +105,8 @@ class StreamFirst(Resource):
         self, open_stream: Callable[[Request], object], routes: IResource
     ) -> None:
         """
-        @param open_stream: Opens the stream of a C{GET /sse}, or raises
-            L{RequestError}.
+        @param open_stream: Opens the stream of a C{GET /sse} (or answers
+            a C{HEAD}, or a refusal), or raises L{RequestError}.
         @param routes: Serves every other request.
         """
         super().__init__()
@@ -110,7 +114,7 @@ class StreamFirst(Resource):
         self._routes = routes
 
     def render(self, request: Request) -> bytes | int:
-        if request.method != b"GET" or request.path != b"/sse":
+        if request.method not in (b"GET", b"HEAD") or request.path != b"/sse":
             return self._routes.render(request)
         try:
             self._open_stream(request)
@@ -162,6 +166,11 @@ class BodyLimitedRequest(Request):
             kept = data[: self._room]
             self._room -= len(kept)
             super().handleContentChunk(kept)
+
+    def __repr__(self) -> str:
+        # Twisted puts the request's repr in error logs: no query tokens.
+        uri = redact(self.uri).decode("latin-1")
+        return f"<{type(self).__name__} method={self.method!r} uri={uri}>"
 
 
 class StaticFiles(File):
@@ -223,3 +232,27 @@ def error_body(request: IRequest, code: int, message: str) -> bytes:
     """
     request.setResponseCode(code)
     return json_body(request, {"error": message})
+
+
+CHALLENGE = 'Bearer realm="ssedemo"'
+"""The C{WWW-Authenticate} challenge of a request that lacks a token."""
+
+_INVALID_TOKEN = 'Bearer error="invalid_token"'
+
+
+def refusal_error(refusal: Refusal) -> RequestError:
+    """
+    @return: The HTTP answer to an authorization's refusal: C{401} with a
+        C{Bearer} challenge for a missing token, C{401} with
+        C{error="invalid_token"} (RFC 6750) for a bad one, C{403} for a
+        good one that does not cover what was asked, C{503} when no
+        decision could be had.
+    """
+    if refusal.denial is Denial.MISSING:
+        challenge = refusal.challenge or CHALLENGE
+    elif refusal.denial is Denial.INVALID:
+        challenge = refusal.challenge or _INVALID_TOKEN
+    else:
+        code = 403 if refusal.denial is Denial.FORBIDDEN else 503
+        return RequestError(code, refusal.message)
+    return RequestError(401, refusal.message, [("WWW-Authenticate", challenge)])

@@ -122,6 +122,14 @@ class Proxy:
             link.cut()
         _join(link.thread for link in links)
 
+    def hold(self) -> None:
+        """
+        Hold new connections back, accepted but not forwarded, until
+        L{release}; the current ones go on.
+        """
+        with self._lock:
+            self._holding = True
+
     def release(self) -> None:
         """
         Forward the connections held back since L{cut}, and the new ones.
@@ -131,6 +139,14 @@ class Proxy:
             held, self._held = self._held, []
             for client in held:
                 self._forward(client)
+
+    def retarget(self, target_port: int) -> None:
+        """
+        Forward the connections from now on (and those held) to another
+        port of 127.0.0.1, as a load balancer switching instances does.
+        """
+        with self._lock:
+            self._target = (self._target[0], target_port)
 
     def held(self) -> int:
         """

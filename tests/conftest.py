@@ -1,5 +1,8 @@
+from collections.abc import Iterator
+
 import pytest
 from certificate import Certificate, make_certificate
+from redis_server import RedisServer, running_redis
 from twisted.internet.interfaces import IReactorCore
 from twisted.python.failure import Failure
 
@@ -19,6 +22,15 @@ def reactor() -> IReactorCore:
     from twisted.internet import reactor
 
     return reactor  # type: ignore[return-value]
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """
+    A C{redis-server} of the test's own, persistence off, killed afterwards.
+    """
+    with running_redis() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

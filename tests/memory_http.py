@@ -30,10 +30,8 @@ class Connection:
     One client connection to the site.
     """
 
-    def __init__(self, site: Site) -> None:
-        self.transport = StringTransport(
-            peerAddress=IPv4Address("TCP", "127.0.0.1", 40000)
-        )
+    def __init__(self, site: Site, peer: str = "127.0.0.1") -> None:
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 40000))
         channel = site.buildProtocol(self.transport.getPeer())
         assert channel is not None
         self.channel = channel
@@ -68,11 +66,12 @@ class Client:
     Makes requests against a resource, each on its own connection.
     """
 
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, peer: str = "127.0.0.1") -> None:
         self.site = site
+        self.peer = peer
 
     def open(self, method: str, path: str, **kwargs: object) -> Connection:
-        connection = Connection(self.site)
+        connection = Connection(self.site, self.peer)
         connection.send(method, path, **kwargs)  # type: ignore[arg-type]
         return connection
 

@@ -6,11 +6,13 @@ server over in-memory transports.
 from __future__ import annotations
 
 import json
+import os
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 from memory_http import Client, Connection
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
 from twisted.web.server import Site
@@ -18,6 +20,7 @@ from twisted.web.server import Site
 from sse_twisted.app import Settings, SSEApp, package_version
 from sse_twisted.hub import Hub
 from sse_twisted.log import MemoryLog
+from sse_twisted.redis_client import BrokerUnavailable, RedisError
 from sse_twisted.testing import parse
 
 STATIC = FilePath(str(Path(__file__).parent.parent / "static"))
@@ -553,7 +556,76 @@ def test_health(hub_client: tuple[Client, Hub]) -> None:
         "lastEventId": "t-1",
         "uptime": 12.25,
         "version": metadata.version("ssedemo"),
+        "pid": os.getpid(),
     }
+
+
+# With a shared event log (Redis): asynchronous receipts, 503, broker state
+
+
+class SharedLog:
+    """
+    A shared log whose appends wait for the test to store or refuse them.
+    """
+
+    last_id = None
+    available = True
+
+    def __init__(self) -> None:
+        self.appended: list[Deferred[str]] = []
+
+    def append(self, data: str, event: str | None, topic: str) -> Deferred[str]:
+        stored: Deferred[str] = Deferred()
+        self.appended.append(stored)
+        return stored
+
+    def replay(self, after: str, topics: object, write: object) -> Deferred[bool]:
+        return Deferred()
+
+
+def shared_client() -> tuple[Client, SharedLog]:
+    shared = SharedLog()
+    hub = Hub(Clock(), shared)
+    return Client(SSEApp(hub, Settings(static=STATIC), broker=shared).site()), shared
+
+
+@pytest.mark.parametrize("path,body", [("/publish", b'{"data": "x"}'), ("/api", b"{}")])
+def test_shared_log_answers_once_stored(path: str, body: bytes) -> None:
+    """
+    With a shared log, a publish is answered once the log has stored the
+    event, with its id and without a delivery count.
+    """
+    client, shared = shared_client()
+    connection = client.open("POST", path, body=body, headers=JSON)
+    assert connection.transport.value() == b""
+    shared.appended[0].callback("1732981234567-0")
+    answer = json.loads(connection.response().body)
+    assert answer.pop("id") == "1732981234567-0"
+    assert "delivered" not in answer
+
+
+@pytest.mark.parametrize("error", [BrokerUnavailable("down"), RedisError("LOADING")])
+def test_shared_log_unavailable_is_503(error: Exception) -> None:
+    """
+    A publish the shared log could not store is answered 503 with a JSON
+    error and Retry-After.
+    """
+    client, shared = shared_client()
+    connection = client.open("POST", "/publish", body=b'{"data": "x"}', headers=JSON)
+    shared.appended[0].errback(error)
+    response = connection.response()
+    assert response.status == 503
+    assert response.headers["retry-after"] == "1"
+    assert "unavailable" in json.loads(response.body)["error"]
+
+
+def test_health_reports_the_broker() -> None:
+    client, shared = shared_client()
+    assert json.loads(client.request("GET", "/health").body)["broker"] == "ok"
+    shared.available = False
+    assert json.loads(client.request("GET", "/health").body)["broker"] == "down"
+    plain = make_client()[0]
+    assert "broker" not in json.loads(plain.request("GET", "/health").body)
 
 
 def test_version_of_a_package_never_installed(monkeypatch: pytest.MonkeyPatch) -> None:

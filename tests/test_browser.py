@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from browser_proxy import Proxy
 from playwright.sync_api import Browser, Locator, Page, Request, expect, sync_playwright
+from redis_server import RedisServer
 from twistd_process import TwistdServer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -358,3 +359,45 @@ def test_resume_replays_missed_events_once_in_order(
     texts = log_texts(page)
     for data in ["before the cut", *missed]:
         assert sum(t.endswith(" " + data) for t in texts) == 1, (data, texts)
+
+
+def test_page_resumes_on_another_instance(
+    start_server: StartServer,
+    start_proxy: Callable[[int], Proxy],
+    new_page: NewPage,
+    redis_server: RedisServer,
+) -> None:
+    """
+    With C{--redis}, a page whose instance goes away reconnects, through the
+    same address, to another instance and gets every event published
+    meanwhile there, once and in order, then live ones.
+    """
+    args = ["--redis", redis_server.url, "--retry", "1000", "--heartbeat", "0"]
+    first, second = start_server(args=args), start_server(args=args)
+    proxy = start_proxy(first.port)
+    page = new_page(proxy.url)
+    expect_open(page)
+    wait_for_streams(page, first, 1)
+    before = post_json(first.url + "/publish", {"data": "before the switch"})
+    expect(page.locator("#last-id")).to_have_text(before["id"], timeout=TIMEOUT)
+
+    proxy.cut(hold=True)
+    first.stop()
+    missed = ["missed 1", "missed 2", "missed 3"]
+    ids = [post_json(second.url + "/publish", {"data": d})["id"] for d in missed]
+    proxy.retarget(second.port)
+    proxy.release()
+
+    expect(page.locator("#last-id")).to_have_text(ids[-1], timeout=TIMEOUT)
+    live = post_json(second.url + "/publish", {"data": "live"})
+    expect(page.locator("#last-id")).to_have_text(live["id"], timeout=TIMEOUT)
+    messages = [
+        (e["data"], e["id"])
+        for e in recorded(page)
+        if e["type"] == "message" and e["data"] != GOTCHA
+    ]
+    assert messages == [
+        ("before the switch", before["id"]),
+        *zip(missed, ids, strict=True),
+        ("live", live["id"]),
+    ]

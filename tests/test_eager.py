@@ -356,3 +356,15 @@ def test_systemd_parser_without_a_passed_socket(reactor: Any, description: str) 
     """
     with pytest.raises(ValueError, match="systemd passed no such socket"):
         serverFromString(reactor, description)
+
+
+def test_binding_a_taken_port_fails(reactor: Any) -> None:
+    """
+    C{bind} (the parent of C{--workers}) fails, as C{listen} does, on a port
+    already taken.
+    """
+    endpoint = EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1")
+    with endpoint.bind() as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError):
+            EagerTCPServerEndpoint(reactor, port, interface="127.0.0.1").bind()

@@ -372,3 +372,25 @@ def read_to_end(sock: socket.socket) -> bytes:
             return received
         received += chunk
     raise AssertionError("no end of file")
+
+
+class SharedLog:
+    available = True
+    skipped = 0
+
+
+def test_shared_log_state_is_read_at_each_scrape() -> None:
+    """
+    With a shared log (Redis), a scrape says whether it can be reached and
+    how many of its entries were skipped as malformed.
+    """
+    metrics = Metrics()
+    log = SharedLog()
+    metrics.watch_shared_log(log)
+    assert value(metrics, "ssedemo_broker_up") == 1.0
+    assert value(metrics, "ssedemo_redis_entries_skipped_total") == 0
+    log.available = False
+    log.skipped = 3
+    assert value(metrics, "ssedemo_broker_up") == 0.0
+    assert value(metrics, "ssedemo_redis_entries_skipped_total") == 3
+    assert value(Metrics(), "ssedemo_broker_up") is None

@@ -12,38 +12,20 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
-from twistd_process import DEADLINE, TWISTD, TwistdServer
+from twistd_process import DEADLINE, TWISTD, TwistdServer, eventually, read_until
 
 ROOT = Path(__file__).parent.parent
 CACHE_ERROR = b"Unable to write to plugin cache"
-T = TypeVar("T")
 
 
 def get(url: str) -> tuple[int, bytes]:
     with urllib.request.urlopen(url, timeout=DEADLINE) as response:
         return response.status, response.read()
-
-
-def read_until(sock: socket.socket, marker: bytes) -> bytes:
-    """
-    Read from C{sock} until C{marker} arrives (bounded; each read times out).
-    """
-    received = b""
-    for _ in range(1000):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        received += chunk
-        if marker in received:
-            return received
-    raise AssertionError(f"{marker!r} not seen in {received[-200:]!r}")
 
 
 def read_stream_until(port: int, marker: bytes) -> bytes:
@@ -112,20 +94,6 @@ def test_custom_static_directory(outside: Path) -> None:
         assert get(server.url + "/") == (200, b"<p>mine</p>")
     finally:
         server.stop()
-
-
-def eventually(condition: Callable[[], T | None], what: str) -> T:
-    """
-    Check C{condition} every 50 ms until it gives a true value (bounded by
-    DEADLINE), for things only visible from outside: files, processes.
-    """
-    pause = threading.Event()
-    for _ in range(int(DEADLINE / 0.05)):
-        result = condition()
-        if result:
-            return result
-        pause.wait(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def log_match(path: Path, pattern: bytes) -> re.Match[bytes] | None:

@@ -16,8 +16,11 @@ from twisted.python.usage import UsageError
 from sse_twisted.eager import EagerTCPServerEndpoint
 from sse_twisted.jsonlog import JsonLog
 from sse_twisted.overload import ClientLimit
+from sse_twisted.redis_client import RedisAddress
+from sse_twisted.redis_log import RedisLog
 from sse_twisted.service import StreamCloser
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
+from sse_twisted.workers import WorkerSupervisor
 
 
 def parse(*args: str) -> Options:
@@ -106,6 +109,15 @@ def test_tls_port_is_served_as_tcp_ports_are(port: str, description: str) -> Non
         ["--publish-token", "two words"],
         ["--publish-token", "a", "--publish-token-file", "x"],
         ["--publish-token-file", "/nonexistent/token"],
+        ["--redis", "localhost:6379"],
+        ["--redis", "http://localhost:6379/0"],
+        ["--redis", "redis://:6379/0"],
+        ["--redis", "redis://localhost:notaport/0"],
+        ["--redis", "redis://localhost:0/0"],
+        ["--redis", "redis://localhost:6379/x"],
+        ["--redis", "redis://localhost:6379/0?timeout=1"],
+        ["--redis", "redis://localhost", "--history", "99"],
+        ["--redis-key", ""],
     ],
 )
 def test_bad_options_are_usage_errors(args: list[str]) -> None:
@@ -115,6 +127,68 @@ def test_bad_options_are_usage_errors(args: list[str]) -> None:
     """
     with pytest.raises(UsageError):
         parse(*args)
+
+
+def test_malformed_redis_url_is_one_clear_line() -> None:
+    """
+    A malformed C{--redis} is refused with one line that names the option
+    and shows the expected form.
+    """
+    with pytest.raises(UsageError) as error:
+        parse("--redis", "localhost:6379")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("--redis: ")
+    assert "redis://HOST:PORT/DB" in message
+
+
+def test_redis_history_floor() -> None:
+    """
+    With C{--redis}, the history (the stream's approximate trim length) must
+    be at least 100, and the error says so.
+    """
+    with pytest.raises(UsageError, match="at least 100 with --redis"):
+        parse("--redis", "redis://127.0.0.1:6379/0", "--history", "50")
+    assert parse("--history", "50")["history"] == 50
+
+
+@pytest.mark.parametrize(
+    "url,address",
+    [
+        ("redis://127.0.0.1:6380/2", RedisAddress("127.0.0.1", 6380, 2)),
+        ("redis://redis.internal", RedisAddress("redis.internal", 6379, 0)),
+        ("redis://[::1]:7000/", RedisAddress("::1", 7000, 0)),
+        (
+            "redis://:p%40ss@host:1/3",
+            RedisAddress("host", 1, 3, password="p@ss"),
+        ),
+        (
+            "redis://reader:pw@host:1/0",
+            RedisAddress("host", 1, 0, password="pw", username="reader"),
+        ),
+    ],
+)
+def test_redis_url_becomes_an_address(url: str, address: RedisAddress) -> None:
+    """
+    C{--redis} is parsed into host, port, database and optional credentials;
+    the port defaults to 6379 and the database to 0.
+    """
+    options = parse("--redis", url, "--redis-key", "events")
+    assert options["redis"] == address
+    assert options["redis-key"] == "events"
+
+
+def test_redis_defaults() -> None:
+    """
+    Without C{--redis}, there is no broker; the key defaults to C{ssedemo}.
+    """
+    options = parse()
+    assert options["redis"] is None
+    assert options["redis-key"] == "ssedemo"
+
+
+def test_password_stays_out_of_the_address_repr() -> None:
+    assert "s3cret" not in repr(RedisAddress.from_url("redis://:s3cret@host"))
 
 
 def test_port_repeats(certificate: Certificate) -> None:
@@ -189,8 +263,11 @@ def test_every_option_is_in_help() -> None:
         "--publish-token-file",
         "--protect-api",
         "--cors-origin",
+        "--redis",
+        "--redis-key",
         "--max-clients",
         "--metrics",
+        "--workers",
     ):
         assert name in text
     assert "default 8080" in text
@@ -219,6 +296,27 @@ def test_make_service_without_timers() -> None:
     reactor = MemoryReactorClock()
     service = makeService(parse("--heartbeat", "0", "--keepalive", "0"), reactor)
     assert not any(isinstance(c, TimerService) for c in service)  # type: ignore[attr-defined]
+
+
+def test_make_service_with_redis() -> None:
+    """
+    With C{--redis}, the service runs a Redis log that feeds the hub, and
+    the routes report the broker's state.
+    """
+    reactor = MemoryReactorClock()
+    options = parse(
+        "--redis",
+        "redis://127.0.0.1:1/0",
+        "--redis-key",
+        "events",
+        "--metrics",
+        "unix:/tmp/ssedemo-test-metrics.sock",
+    )
+    service = makeService(options, reactor)
+    [shared] = [c for c in service if isinstance(c, RedisLog)]  # type: ignore[attr-defined]
+    assert shared._key == "events"
+    assert shared._history == 1000
+    assert not shared.available
 
 
 def test_make_service_listens_on_every_port(certificate: Certificate) -> None:
@@ -334,3 +432,80 @@ def test_systemd_sockets_are_served_eagerly() -> None:
         match="--port systemd:domain=INET:index=0: systemd passed no such socket",
     ):
         parse("--port", "systemd:domain=INET:index=0")
+
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+def test_workers_need_redis() -> None:
+    """
+    C{--workers} without C{--redis} is refused, saying why.
+    """
+    with pytest.raises(UsageError) as refused:
+        parse("--workers", "2")
+    assert str(refused.value).startswith("--workers needs --redis")
+    assert "miss the events" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "port",
+    ["unix:/tmp/sse.sock", "tcp6:8080"],
+)
+def test_workers_share_tcp_ports_only(port: str) -> None:
+    kind = port.partition(":")[0]
+    with pytest.raises(UsageError, match=f"cannot share {kind}:"):
+        parse("--workers", "2", "--redis", REDIS, "--port", port)
+
+
+def test_workers_share_one_port_only() -> None:
+    with pytest.raises(UsageError, match="one --port, not several"):
+        parse("--workers", "2", "--redis", REDIS, "--port", "8080", "--port", "8081")
+
+
+def test_workers_refuse_metrics() -> None:
+    with pytest.raises(UsageError, match="--metrics does not work with --workers"):
+        parse("--workers", "2", "--redis", REDIS, "--metrics", "9100")
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "1025"])
+def test_workers_count_is_checked(count: str) -> None:
+    with pytest.raises(UsageError, match="--workers must be between 1 and 1024"):
+        parse("--workers", count, "--redis", REDIS)
+
+
+def test_one_worker_is_the_single_process() -> None:
+    """
+    C{--workers 1}, the default, is the server itself (also without Redis).
+    """
+    reactor = MemoryReactorClock()
+    service = makeService(parse("--workers", "1"), reactor)
+    assert not isinstance(service, WorkerSupervisor)
+    assert any(isinstance(c, StreamServerEndpointService) for c in service)  # type: ignore[attr-defined]
+
+
+def test_workers_make_a_supervisor(tmp_path: Path) -> None:
+    """
+    With C{--workers N} the service is the parent of N workers, each given
+    the same arguments; the parent writes C{--log-json} (the workers'
+    events reach it), from before the workers start until they have ended.
+    """
+    log = str(tmp_path / "log.json")
+    args = ["--port", "tcp:0:interface=127.0.0.1", "--redis", REDIS]
+    args += ["--workers", "3", "--log-json", log]
+    service = makeService(parse(*args), MemoryReactorClock())
+    json_log, supervisor = list(service)  # type: ignore[call-overload]
+    assert isinstance(json_log, JsonLog)
+    assert isinstance(supervisor, WorkerSupervisor)
+    assert supervisor._argv == args
+    assert supervisor._count == 3
+
+
+def test_make_service_on_a_given_endpoint() -> None:
+    """
+    A worker's service serves the endpoint it is given, not C{--port}.
+    """
+    reactor = MemoryReactorClock()
+    endpoint = EagerTCPServerEndpoint(reactor, 1234)
+    service = makeService(parse("--redis", REDIS, "--workers", "2"), reactor, endpoint)
+    [web] = [c for c in service if isinstance(c, StreamServerEndpointService)]  # type: ignore[attr-defined]
+    assert web.endpoint is endpoint

@@ -12,17 +12,20 @@ import os
 import re
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 TWISTD = str(Path(sys.executable).with_name("twistd"))
 _LISTENING = re.compile(rb"Site (\(TLS\) )?starting on (\d+)")
 DEADLINE = 20.0
+T = TypeVar("T")
 
 
 class TwistdServer:
@@ -143,3 +146,32 @@ class TwistdServer:
         if self._reader is not None:
             self._reader.join(DEADLINE)
         return self.process.returncode
+
+
+def read_until(sock: socket.socket, marker: bytes) -> bytes:
+    """
+    Read from C{sock} until C{marker} arrives (bounded; each read times out).
+    """
+    received = b""
+    for _ in range(1000):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+        if marker in received:
+            return received
+    raise AssertionError(f"{marker!r} not seen in {received[-200:]!r}")
+
+
+def eventually(condition: Callable[[], T | None], what: str) -> T:
+    """
+    Check C{condition} every 50 ms until it gives a true value (bounded by
+    DEADLINE), for things only visible from outside: files, processes.
+    """
+    pause = threading.Event()
+    for _ in range(int(DEADLINE / 0.05)):
+        result = condition()
+        if result:
+            return result
+        pause.wait(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

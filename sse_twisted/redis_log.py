@@ -1,0 +1,441 @@
+"""
+The event log in a Redis stream, shared by every ssedemo process on it.
+
+Each event is one stream entry with the fields C{data}, C{event} (optional)
+and C{topic} (optional, C{default} when absent); its id is the entry's id.
+Publishing appends with C{XADD ... MAXLEN ~ <history>} on one connection;
+another connection reads every new entry with C{XREAD BLOCK} and hands it to
+the hub, so every process delivers the same events in the same order, its
+own ones included. Entries that cannot be sent are skipped, logged and
+counted.
+
+A client that resumes is replayed from the stream (C{XRANGE}) while this
+process's reader goes on: the replay writes up to where it got, then what
+the reader read meanwhile, and the stream joins the hub once the reader has
+passed everything written to it. So it gets no event twice and misses none,
+even when its id came from a process that is ahead of this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred, gatherResults, succeed
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from sse_twisted.event import InvalidEventField, encode_event
+from sse_twisted.hub import DEFAULT_TOPIC, MAX_EVENT_NAME, is_topic_name
+from sse_twisted.log import Record
+from sse_twisted.redis_client import (
+    COMMAND_TIMEOUT,
+    RedisAddress,
+    RedisConnection,
+    RedisError,
+)
+
+READ_BLOCK = 2.0
+"""Seconds one C{XREAD} waits for new entries before it is sent again."""
+
+READ_COUNT = 1000
+"""The most entries one C{XREAD} (or one page of a replay) returns."""
+
+READ_RETRY = 1.0
+"""Seconds before reading again after Redis refused to read."""
+
+EntryId = tuple[int, int]
+"""A stream entry id, C{<milliseconds>-<sequence>}, as numbers that compare."""
+
+
+def parse_entry_id(text: str) -> EntryId | None:
+    """
+    @return: The entry id C{text} as numbers, or L{None} if it is not one.
+    """
+    milliseconds, dash, sequence = text.partition("-")
+    if not (dash and _is_number(milliseconds) and _is_number(sequence)):
+        return None
+    return int(milliseconds), int(sequence)
+
+
+def _is_number(text: str) -> bool:
+    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
+
+
+class Listener(Protocol):
+    """
+    What the log feeds: the hub.
+    """
+
+    def deliver(self, record: Record) -> int:
+        """
+        Write an event to the streams of its topic.
+        """
+
+    def resync(self, last_event_id: str) -> None:
+        """
+        Tell every stream it may have missed events after C{last_event_id}.
+        """
+
+
+@dataclass(eq=False)
+class _Resumption:
+    """
+    One stream being replayed: where its client is, what it has been written
+    up to (C{mark}), and what the reader read while the replay was fetched.
+    """
+
+    after: EntryId
+    topics: Collection[str]
+    write: Callable[[bytes], object]
+    done: Deferred[bool]
+    mark: EntryId
+    held: list[tuple[EntryId, Record | None]] | None = field(default_factory=list)
+
+
+class RedisLog(Service):
+    """
+    The L{sse_twisted.log.EventLog} of a Redis stream.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        publisher: RedisConnection,
+        reader: RedisConnection,
+        clock: IReactorTime,
+        key: str = "ssedemo",
+        history: int = 1000,
+    ) -> None:
+        """
+        @param publisher: The connection that appends and replays.
+        @param reader: The connection that waits for new entries.
+        @param clock: Times the retries.
+        @param key: The stream's key.
+        @param history: The approximate length the stream is trimmed to.
+        """
+        self._publisher = publisher
+        self._reader = reader
+        self._clock = clock
+        self._key = key
+        self._history = history
+        self._listener: Listener | None = None
+        self._position: EntryId | None = None
+        self._last_id: str | None = None
+        self._checked_from: EntryId | None = None
+        self._resumptions: list[_Resumption] = []
+        self._retry: IDelayedCall | None = None
+        self.skipped = 0
+        """How many entries were skipped because they cannot be sent."""
+
+    def feed(self, listener: Listener) -> None:
+        """
+        @param listener: Gets every event read from the stream, in order.
+        """
+        self._listener = listener
+
+    @property
+    def available(self) -> bool:
+        """
+        Whether both connections to Redis are up.
+        """
+        return self._publisher.connected and self._reader.connected
+
+    @property
+    def last_id(self) -> str | None:
+        """
+        The id of the last entry read (or, before any, the newest entry
+        when reading started), or L{None}.
+        """
+        return self._last_id
+
+    def startService(self) -> None:
+        super().startService()
+        self._publisher.start()
+        self._reader.start()
+        self._next()
+
+    def stopService(self) -> Deferred[Any]:
+        super().stopService()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        return gatherResults([self._publisher.stop(), self._reader.stop()])
+
+    def append(self, data: str, event: str | None, topic: str) -> Deferred[str]:
+        """
+        Append an event to the stream.
+
+        @return: Fires with the entry's id once Redis has stored it; fails
+            with L{sse_twisted.redis_client.BrokerUnavailable} or
+            L{sse_twisted.redis_client.RedisError} if it may not have.
+        @raise InvalidEventField: If the event cannot be encoded.
+        """
+        encode_event(data, event=event)
+        fields = ["data", data, "topic", topic]
+        if event is not None:
+            fields += ["event", event]
+        stored = self._publisher.execute(
+            "XADD", self._key, "MAXLEN", "~", self._history, "*", *fields
+        )
+        return stored.addCallback(bytes.decode, "ascii")
+
+    def replay(
+        self, after: str, topics: Collection[str], write: Callable[[bytes], object]
+    ) -> Deferred[bool]:
+        """
+        Write the events of C{topics} after the entry C{after}, then those
+        the reader reads meanwhile, until the reader has passed them all.
+
+        @return: Fires with C{True} at the moment the caller must let the
+            stream join the fan-out; or with C{False} if C{after} is not an
+            entry of the stream (any more), or Redis is unavailable.
+        """
+        key = parse_entry_id(after)
+        if key is None or self._position is None:
+            return succeed(False)
+
+        def forget(_: Deferred[bool]) -> None:
+            if resumption in self._resumptions:
+                self._resumptions.remove(resumption)
+
+        resumption = _Resumption(key, topics, write, Deferred(forget), key)
+        self._resumptions.append(resumption)
+        self._fetch(resumption, after, first=True)
+        return resumption.done
+
+    def _fetch(self, resumption: _Resumption, start: str, first: bool) -> None:
+        page = self._publisher.execute(
+            "XRANGE", self._key, start, "+", "COUNT", READ_COUNT
+        )
+        page.addCallbacks(
+            self._fetched,
+            self._fetch_failed,
+            callbackArgs=(resumption, first),
+            errbackArgs=(resumption,),
+        )
+
+    def _fetched(
+        self, entries: list[Any], resumption: _Resumption, first: bool
+    ) -> None:
+        if resumption.done.called:
+            return
+        if first:
+            if not entries or parse_entry_id(_text(entries[0][0])) != resumption.after:
+                self._finish(resumption, False)
+                return
+            entries = entries[1:]
+        for raw_id, fields in entries:
+            entry_id = _text(raw_id)
+            record = self._record(entry_id, fields, count=False)
+            if record is not None and record.topic in resumption.topics:
+                resumption.write(record.wire)
+            resumption.mark = parse_entry_id(entry_id) or resumption.mark
+        if len(entries) + first >= READ_COUNT:
+            self._fetch(resumption, "(" + _text(entries[-1][0]), first=False)
+            return
+        held, resumption.held = resumption.held or [], None
+        for key, record in held:
+            self._advance(resumption, key, record)
+        self._settle(resumption)
+
+    def _fetch_failed(self, failure: Failure, resumption: _Resumption) -> None:
+        if resumption.done.called:
+            return
+        self.log.warn(
+            "cannot replay from Redis ({error})", error=failure.getErrorMessage()
+        )
+        self._finish(resumption, False)
+
+    def _advance(
+        self, resumption: _Resumption, key: EntryId, record: Record | None
+    ) -> None:
+        if key > resumption.mark:
+            if record is not None and record.topic in resumption.topics:
+                resumption.write(record.wire)
+            resumption.mark = key
+
+    def _settle(self, resumption: _Resumption) -> None:
+        if self._position is not None and self._position >= resumption.mark:
+            self._finish(resumption, True)
+
+    def _finish(self, resumption: _Resumption, replayed: bool) -> None:
+        if resumption.done.called:
+            return  # cancelled: its stream went away, maybe during a write
+        self._resumptions.remove(resumption)
+        resumption.done.callback(replayed)
+
+    # The reader.
+
+    def _next(self) -> None:
+        """
+        Send the next read: C{XREAD BLOCK} from the last entry read, after
+        a look at the stream's oldest entry, which tells whether entries
+        were trimmed before this process read them.
+        """
+        self._retry = None
+        if not self.running:
+            return
+        reader = self._reader
+        if not reader.connected:
+            reader.when_connected().addCallbacks(
+                lambda _: self._next(), lambda f: f.trap(CancelledError)
+            )
+            return
+        if self._position is None:
+            newest = reader.execute("XREVRANGE", self._key, "+", "-", "COUNT", 1)
+            newest.addCallbacks(self._positioned, self._read_failed)
+            return
+        oldest = reader.execute("XRANGE", self._key, "-", "+", "COUNT", 1)
+        oldest.addCallbacks(self._check_trimmed, lambda _: None, (self._checked_from,))
+        position = self._position
+        self._checked_from = position
+        batch = reader.execute(
+            "XREAD",
+            "COUNT",
+            READ_COUNT,
+            "BLOCK",
+            int(READ_BLOCK * 1000),
+            "STREAMS",
+            self._key,
+            f"{position[0]}-{position[1]}",
+            timeout=READ_BLOCK + COMMAND_TIMEOUT,
+        )
+        batch.addCallbacks(self._read, self._read_failed)
+
+    def _positioned(self, newest: list[Any]) -> None:
+        if newest:
+            self._last_id = _text(newest[0][0])
+            self._position = parse_entry_id(self._last_id)
+        else:
+            self._position = (0, 0)
+        self.log.info(
+            "reading Redis stream {key} after {id}",
+            key=self._key,
+            id=self._last_id or "its start",
+        )
+        self._next()
+
+    def _check_trimmed(self, oldest: list[Any], checked_from: EntryId | None) -> None:
+        """
+        If the oldest entry is newer than the last one read before the
+        previous read, entries this process never read may have been
+        trimmed: every stream is told to resync.
+        """
+        if checked_from is None or checked_from == (0, 0) or not oldest:
+            return
+        first = parse_entry_id(_text(oldest[0][0]))
+        if first is None or first <= checked_from:
+            return
+        after = f"{checked_from[0]}-{checked_from[1]}"
+        self.log.warn(
+            "entries after {id} were trimmed from Redis before this process"
+            " read them: streams are told to resync",
+            id=after,
+        )
+        if self._listener is not None:
+            self._listener.resync(after)
+        for resumption in list(self._resumptions):
+            self._finish(resumption, False)
+
+    def _read(self, reply: Sequence[Any] | None) -> None:
+        if reply:
+            for raw_id, fields in reply[0][1]:
+                self._take(_text(raw_id), fields)
+        self._next()
+
+    def _read_failed(self, failure: Failure) -> None:
+        if failure.check(CancelledError) or not self.running:
+            return
+        if failure.check(RedisError):
+            self.log.warn(
+                "Redis refused to read stream {key}: {error}; trying again",
+                key=self._key,
+                error=failure.getErrorMessage(),
+            )
+            self._retry = self._clock.callLater(READ_RETRY, self._next)
+            return
+        self._next()
+
+    def _take(self, entry_id: str, fields: Sequence[bytes]) -> None:
+        key = parse_entry_id(entry_id)
+        if key is None:
+            return
+        record = self._record(entry_id, fields, count=True)
+        self._position = key
+        self._last_id = entry_id
+        if record is not None and self._listener is not None:
+            self._listener.deliver(record)
+        for resumption in list(self._resumptions):
+            if resumption.held is not None:
+                resumption.held.append((key, record))
+            else:
+                self._advance(resumption, key, record)
+                self._settle(resumption)
+
+    def _record(
+        self, entry_id: str, fields: Sequence[bytes], count: bool
+    ) -> Record | None:
+        """
+        @return: The entry as an event, or L{None} if it cannot be sent
+            (then, when reading, it is logged and counted).
+        """
+        try:
+            values = dict(
+                zip(
+                    (name.decode("utf-8") for name in fields[::2]),
+                    (value.decode("utf-8") for value in fields[1::2]),
+                    strict=True,
+                )
+            )
+            topic = values.get("topic", DEFAULT_TOPIC)
+            event = values.get("event")
+            if "data" not in values:
+                raise InvalidEventField("no data field")
+            if not is_topic_name(topic):
+                raise InvalidEventField(f"bad topic name {topic!r}")
+            if event is not None and not 0 < len(event) <= MAX_EVENT_NAME:
+                raise InvalidEventField(f"event type longer than {MAX_EVENT_NAME}")
+            wire = encode_event(values["data"], event=event, id=entry_id)
+        except (UnicodeDecodeError, ValueError) as e:
+            if count:
+                self.skipped += 1
+                self.log.warn(
+                    "skipped Redis entry {id}: {reason} ({skipped} skipped so far)",
+                    id=entry_id,
+                    reason=str(e),
+                    skipped=self.skipped,
+                )
+            return None
+        return Record(entry_id, topic, wire)
+
+
+def _text(value: bytes) -> str:
+    return value.decode("ascii", "replace")
+
+
+def redis_log(reactor: Any, address: RedisAddress, key: str, history: int) -> RedisLog:
+    """
+    Build the log of the stream C{key} in the Redis at C{address}, with its
+    two connections (made when the log starts as a service).
+
+    @param reactor: Connects and times.
+    @param address: Where Redis is.
+    @param key: The stream's key.
+    @param history: The approximate length the stream is trimmed to.
+    @return: The log, to be fed to the hub and started.
+    """
+    endpoint = HostnameEndpoint(
+        reactor, address.host, address.port, timeout=COMMAND_TIMEOUT
+    )
+    return RedisLog(
+        RedisConnection(endpoint, address, reactor, "publishing"),
+        RedisConnection(endpoint, address, reactor, "reading"),
+        reactor,
+        key,
+        history,
+    )
