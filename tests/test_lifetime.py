@@ -327,3 +327,21 @@ def test_closed_tls_connection_frees_the_stream(
     yield deferToThread(tls_close, sock, close_notify)
     yield until(lambda: len(tls_server.hub) == 0)
     yield freed(before, tls_census)
+
+
+@pytest.mark.parametrize("protocol", ["http/1.1", "h2"])
+@pytest_twisted.inlineCallbacks
+def test_tls_stream_ended_by_the_server_is_freed(
+    tls_server: Server, protocol: str
+) -> Generator[Any, Any, None]:
+    """
+    A stream over TLS that the server ends (as it does when it stops) is
+    freed, with its connection, once the client has gone.
+    """
+    before = tls_census()
+    sock = yield deferToThread(tls_stream, tls_server.port, protocol)
+    yield until(lambda: len(tls_server.hub) == 1)
+    tls_server.hub.close_all()
+    yield until(lambda: len(tls_server.hub) == 0)
+    yield deferToThread(tls_close, sock, False)
+    yield freed(before, tls_census)
