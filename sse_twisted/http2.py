@@ -15,7 +15,9 @@ client's streams. Twisted's L{H2Connection}, as of Twisted 26.10:
     stalled stream costs a whole core.
 
 L{StreamingH2Connection} waits with the time-out while streams are open, and
-lets a stream without window wait for its client's C{WINDOW_UPDATE}.
+lets a stream without window wait for its client's C{WINDOW_UPDATE}. Once
+closed, it breaks the reference cycles that Twisted's connection and C{h2}'s
+leave, so that reference counting frees it at once.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from h2.events import WindowUpdated
+from twisted.python.failure import Failure
 from twisted.web._http2 import H2Connection
 from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 from twisted.web.server import Site
@@ -30,8 +33,9 @@ from twisted.web.server import Site
 
 class StreamingH2Connection(H2Connection):
     """
-    An HTTP/2 connection that times out only when it has no stream open, and
-    whose sending loop sleeps while the streams with data have no window.
+    An HTTP/2 connection that times out only when it has no stream open,
+    whose sending loop sleeps while the streams with data have no window,
+    and which reference counting frees once it is closed.
     """
 
     def timeoutConnection(self) -> None:
@@ -59,6 +63,22 @@ class StreamingH2Connection(H2Connection):
             # An end of stream needs no window.
             if queue and isinstance(queue[0], bytes) and room(stream_id) <= 0:
                 self.priority.block(stream_id)
+
+    def connectionLost(  # type: ignore[override]
+        self,
+        reason: Failure,
+        _cancelTimeouts: bool = True,  # noqa: N803 (its name in H2Connection)
+    ) -> None:
+        """
+        The connection is closed: let go of the sending loop's L{Deferred}s
+        (their callback is a method of this connection) and of C{h2}'s table
+        of its own methods by frame type. Frames that still come (after an
+        idle time-out, before the transport closes) are then refused as
+        unexpected, as after the time-out's C{GOAWAY} they are anyway.
+        """
+        super().connectionLost(reason, _cancelTimeouts)
+        self._sendingDeferred = self._consumerBlocked = None
+        getattr(self.conn, "_frame_dispatch_table", {}).clear()
 
     def _handleWindowUpdate(self, event: WindowUpdated) -> None:
         # Twisted puts the streams with data back into the loop; wake the

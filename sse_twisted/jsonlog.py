@@ -26,7 +26,11 @@ from twisted.logger import (
 )
 
 STDOUT = "-"
-"""The path that means standard output."""
+"""
+The path that means standard output: the process's own, C{sys.__stdout__}.
+C{sys.stdout} will not do, since twistd replaces it with a file that logs
+what is written to it: each JSON line would be logged again, without end.
+"""
 
 _Handler = Any
 
@@ -44,13 +48,16 @@ class JsonLog(Service):
         path: str,
         reactor: IReactorFromThreads,
         publisher: LogPublisher = globalLogPublisher,
+        stdout: IO[str] | None = None,
     ) -> None:
         """
         @param path: The file to append to, or L{STDOUT}.
         @param reactor: Runs the reopening that C{SIGUSR1} asks for.
         @param publisher: Where log events come from.
+        @param stdout: What L{STDOUT} writes to; C{sys.__stdout__} by default.
         """
         self.path = path
+        self._stdout: IO[str] | None = sys.__stdout__ if stdout is None else stdout
         self._reactor = reactor
         self._publisher = publisher
         self._file: IO[str] | None = None
@@ -60,7 +67,7 @@ class JsonLog(Service):
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
-        self._use(sys.stdout if self.path == STDOUT else self._open())
+        self._use(self._stdout if self.path == STDOUT else self._open())
         self._publisher.addObserver(cast(ILogObserver, self._emit))
 
     def startService(self) -> None:
@@ -96,7 +103,7 @@ class JsonLog(Service):
     def _use(self, file: IO[str] | None) -> None:
         old, self._file = self._file, file
         self._write = None if file is None else jsonFileLogObserver(file, "")
-        if old is not None and old is not sys.stdout:
+        if old is not None and old is not self._stdout:
             old.close()
 
     def _emit(self, event: LogEvent) -> None:

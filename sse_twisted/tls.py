@@ -5,7 +5,8 @@ do (L{sse_twisted.limits.SparingPort}).
 Use it as C{sparingssl:PORT:privateKey=...[:certKey=...]...}, the arguments
 of Twisted's C{ssl:}: Twisted parses them and builds its own TLS endpoint,
 which then listens through L{SparingPort} rather than Twisted's TCP port.
-Connections are Twisted's own TLS connections, HTTP/2 by ALPN included.
+Connections are Twisted's own TLS connections, HTTP/2 by ALPN included,
+except that a closed one lets go of what it holds (L{_TLSConnection}).
 """
 
 from __future__ import annotations
@@ -19,11 +20,42 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
     IStreamServerEndpointStringParser,
 )
+from twisted.internet.protocol import connectionDone
 from twisted.plugin import IPlugin
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sse_twisted.limits import SparingPort
+
+
+class _TLSConnection(BufferingTLSTransport):
+    """
+    Twisted's TLS connection, without the two reference cycles it leaves
+    when it closes, so that reference counting frees a closed connection,
+    its HTTP channel, requests and streams at once, rather than the next
+    full garbage collection (which the server makes rare):
+
+      - a TLS error (such as a client that closes its socket without
+        C{close_notify}) comes as a L{Failure} whose traceback holds the
+        frame that made it, which holds the connection and the L{Failure};
+      - the connection keeps its producer (the HTTP channel, whose
+        transport it is) after it is closed, where Twisted's TCP connections
+        let go of theirs.
+    """
+
+    def _tlsShutdownFinished(self, reason: Failure | None) -> None:
+        if reason is not None:
+            reason.cleanFailure()  # keeps its type, value and text
+        super()._tlsShutdownFinished(reason)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        super().connectionLost(reason)
+        self._producer = None
+
+
+class _TLSFactory(TLSMemoryBIOFactory):
+    protocol = _TLSConnection
 
 
 class SparingTLSPort(SparingPort):
@@ -53,7 +85,7 @@ class _SparingTLSListener:
     ) -> SparingTLSPort:
         listening = SparingTLSPort(
             port,
-            TLSMemoryBIOFactory(contextFactory, False, factory),
+            _TLSFactory(contextFactory, False, factory),
             backlog,
             interface,
             self._reactor,

@@ -4,6 +4,13 @@ import pytest
 from certificate import Certificate, make_certificate
 from redis_server import RedisServer, running_redis
 from twisted.internet.interfaces import IReactorCore
+from twisted.python.failure import Failure
+
+_CLEAN_FAILURE = Failure.cleanFailure
+"""
+Twisted's own, taken before pytest-twisted starts the reactor and makes it a
+no-op (to keep tracebacks whole).
+"""
 
 
 @pytest.fixture
@@ -32,3 +39,12 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
     A throwaway self-signed certificate for 127.0.0.1, made once.
     """
     return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def clean_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    C{Failure.cleanFailure} as Twisted has it, for tests of what it lets go.
+    """
+    assert _CLEAN_FAILURE.__module__ == "twisted.python.failure"
+    monkeypatch.setattr(Failure, "cleanFailure", _CLEAN_FAILURE)

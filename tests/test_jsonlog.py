@@ -5,9 +5,11 @@ C{SIGUSR1} reopens.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -133,17 +135,24 @@ def test_a_file_that_cannot_be_reopened_is_kept(
 
 
 def test_standard_output(
-    capsys: pytest.CaptureFixture[str], publisher: LogPublisher, restore_usr1: None
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    publisher: LogPublisher,
+    restore_usr1: None,
 ) -> None:
     """
-    With C{-}, the lines go to standard output, and C{SIGUSR1} is left to
-    whoever handles it.
+    With C{-}, the lines go to the process's standard output, and
+    C{SIGUSR1} is left to whoever handles it. C{sys.stdout} gets nothing:
+    twistd replaces it with a file that logs what is written to it.
     """
+    replaced = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", replaced)
     handler = signal.getsignal(signal.SIGUSR1)
     service, _ = started(STDOUT, publisher)
     assert signal.getsignal(signal.SIGUSR1) is handler
     Logger(observer=publisher).info("hello {who}", who="you")
     service.reopen()
     service.stopService()
-    [line] = capsys.readouterr().out.splitlines()
+    [line] = capfd.readouterr().out.splitlines()
     assert json.loads(line)["who"] == "you"
+    assert replaced.getvalue() == ""

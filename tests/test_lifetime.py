@@ -5,31 +5,42 @@ without waiting for a garbage collection. The server makes full collections
 rare (L{sse_twisted.service.GarbageCollectorTuning}), so whatever a closed
 stream left in a reference cycle would pile up under connection churn.
 
-Real sockets on 127.0.0.1 and the real C{eagertcp} connections; the garbage
-collector is off during each test, and the live objects are counted.
+Real sockets on 127.0.0.1 and the real C{eagertcp} connections, and TLS
+connections of C{sparingssl} (HTTP/1.1 and HTTP/2); the garbage collector
+is off during each test, and the live objects are counted.
 """
 
 from __future__ import annotations
 
 import gc
 import socket
+import ssl
 from collections import Counter
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
+import h2.connection
 import pytest
 import pytest_twisted
+from certificate import Certificate
+from h2.config import H2Configuration
+from OpenSSL.SSL import Connection as OpenSSLConnection
 from test_integration import STATIC, RawClient, Server, reactor_, tick, until
 from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import deferLater
+from twisted.internet.tcp import Server as TCPServer
+from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogBeginner, globalLogPublisher
 from twisted.web.http import HTTPChannel
 
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.eager import EagerServer, EagerTCPServerEndpoint
+from sse_twisted.http2 import StreamingH2Connection
 from sse_twisted.hub import Hub
 from sse_twisted.service import StreamCloser
 from sse_twisted.stream import EventStream
+from sse_twisted.tls import _TLSConnection
 from sse_twisted.web import BodyLimitedRequest
 
 STREAM_CLASSES = (EventStream, BodyLimitedRequest, HTTPChannel, EagerServer)
@@ -103,17 +114,20 @@ def open_streams(server: Server, count: int) -> Generator[Any, Any, list[RawClie
 
 
 @defer.inlineCallbacks
-def freed(before: Counter[str]) -> Generator[Any, Any, None]:
+def freed(
+    before: Counter[str], count: Callable[[], Counter[str]] = census
+) -> Generator[Any, Any, None]:
     """
-    Wait (bounded) until no class of stream object has more live instances
-    than in C{before}, and fail naming those that do. (Fewer is fine: an
-    object of an earlier test may be freed meanwhile.)
+    Wait (bounded) until no class of stream object, as C{count} counts
+    them, has more live instances than in C{before}, and fail naming those
+    that do. (Fewer is fine: an object of an earlier test may be freed
+    meanwhile.)
     """
     for _ in range(100):
-        if not census() - before:
+        if not count() - before:
             return
         yield deferLater(reactor_(), 0.05, lambda: None)
-    raise AssertionError(f"left alive: {census() - before}")
+    raise AssertionError(f"left alive: {count() - before}")
 
 
 def opened(before: Counter[str], streams: int) -> Counter[str]:
@@ -205,3 +219,131 @@ def test_dropped_slow_client_frees_the_stream(
         yield freed(before)
     finally:
         stalled.close()
+
+
+TLS_CLASSES = (
+    EventStream,
+    BodyLimitedRequest,
+    HTTPChannel,
+    StreamingH2Connection,
+    _TLSConnection,
+    OpenSSLConnection,
+    TCPServer,
+)
+"""The objects of one stream over TLS (HTTP/1.1 or HTTP/2), server side."""
+
+
+def tls_census() -> Counter[str]:
+    """
+    @return: How many objects of each of L{TLS_CLASSES}, and how many
+        server-side C{h2} connections, are alive.
+    """
+    alive: Counter[str] = Counter()
+    for o in gc.get_objects():
+        if type(o) in TLS_CLASSES:
+            alive[type(o).__name__] += 1
+        elif type(o) is h2.connection.H2Connection and not o.config.client_side:
+            alive["h2"] += 1
+    return alive
+
+
+@pytest.fixture
+def tls_server(
+    reactor: Any,
+    certificate: Certificate,
+    without_collections: None,
+    clean_failures: None,
+) -> Iterator[Server]:
+    """
+    The site on a C{sparingssl} port, as C{--port ssl:...} serves it, with
+    Twisted's own C{Failure.cleanFailure}.
+    """
+    hub = Hub(reactor)
+    site = SSEApp(hub, Settings(static=STATIC)).site()
+    endpoint = serverFromString(reactor, "sparing" + certificate.endpoint())
+    port = pytest_twisted.blockon(endpoint.listen(site))
+    yield Server(hub, port.getHost().port)
+    hub.close_all()
+    pytest_twisted.blockon(port.stopListening())
+
+
+def tls_stream(port: int, protocol: str) -> ssl.SSLSocket:
+    """
+    Open C{/sse} over TLS, speaking C{protocol} (chosen by ALPN), and read
+    until the greeting. Blocking: run it in a thread.
+    """
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols([protocol])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock = context.wrap_socket(raw, server_hostname="localhost")
+    assert sock.selected_alpn_protocol() == protocol
+    if protocol == "h2":
+        client = h2.connection.H2Connection(H2Configuration(client_side=True))
+        client.initiate_connection()
+        headers = [(":method", "GET"), (":path", "/sse")]
+        headers += [(":scheme", "https"), (":authority", "localhost")]
+        client.send_headers(1, headers, end_stream=True)
+        sock.sendall(client.data_to_send())
+    else:
+        sock.sendall(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    received = b""
+    for _ in range(100):
+        if b"Gotcha" in received:
+            return sock
+        received += sock.recv(65536)
+    raise AssertionError(f"no greeting: {received!r}")
+
+
+def tls_close(sock: ssl.SSLSocket, close_notify: bool) -> None:
+    """
+    Close a TLS connection, with TLS's C{close_notify} first or, as a
+    client that goes away does, without.
+    """
+    if close_notify:
+        sock = sock.unwrap()  # type: ignore[assignment]
+    sock.close()
+
+
+@pytest.mark.parametrize(
+    "protocol,close_notify",
+    [("http/1.1", True), ("http/1.1", False), ("h2", True), ("h2", False)],
+)
+@pytest_twisted.inlineCallbacks
+def test_closed_tls_connection_frees_the_stream(
+    tls_server: Server, protocol: str, close_notify: bool
+) -> Generator[Any, Any, None]:
+    """
+    A stream over TLS, over HTTP/1.1 or HTTP/2, is freed with its TLS
+    connection (and HTTP/2 connection) as soon as the server sees the client
+    go, whether the client ends TLS properly or just closes its socket.
+    """
+    before = tls_census()
+    sock = yield deferToThread(tls_stream, tls_server.port, protocol)
+    yield until(lambda: len(tls_server.hub) == 1)
+    added = tls_census() - before
+    assert added["EventStream"] == added["_TLSConnection"] == 1
+    assert added["Connection"] == 1  # pyOpenSSL's
+    assert added["StreamingH2Connection"] == added["h2"] == (protocol == "h2")
+    yield deferToThread(tls_close, sock, close_notify)
+    yield until(lambda: len(tls_server.hub) == 0)
+    yield freed(before, tls_census)
+
+
+@pytest.mark.parametrize("protocol", ["http/1.1", "h2"])
+@pytest_twisted.inlineCallbacks
+def test_tls_stream_ended_by_the_server_is_freed(
+    tls_server: Server, protocol: str
+) -> Generator[Any, Any, None]:
+    """
+    A stream over TLS that the server ends (as it does when it stops) is
+    freed, with its connection, once the client has gone.
+    """
+    before = tls_census()
+    sock = yield deferToThread(tls_stream, tls_server.port, protocol)
+    yield until(lambda: len(tls_server.hub) == 1)
+    tls_server.hub.close_all()
+    yield until(lambda: len(tls_server.hub) == 0)
+    yield deferToThread(tls_close, sock, False)
+    yield freed(before, tls_census)

@@ -1,6 +1,7 @@
 """
-Logs of a real daemonized C{twistd ssedemo}: twistd's own log file and the
-C{--log-json} one, through a C{SIGUSR1} rotation.
+Logs of a real C{twistd ssedemo}: twistd's own log file and the C{--log-json}
+one, through a C{SIGUSR1} rotation in daemon mode, and C{--log-json -} in the
+foreground.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from test_plugin import eventually, get, start_daemon
-from twistd_process import DEADLINE
+from twistd_process import DEADLINE, TwistdServer
 
 
 def post_api(port: int, body: dict[str, int]) -> None:
@@ -77,3 +78,24 @@ def test_sigusr1_rotates_twistd_log_and_reopens_json_log(tmp_path: Path) -> None
     assert b"Received SIGTERM" in events.read_bytes()
     assert b"Site starting on" in (run / "ssedemo.log.1").read_bytes()
     assert b"message received" in logfile.read_bytes()
+
+
+def test_log_json_to_standard_output_in_the_foreground() -> None:
+    """
+    C{twistd -n ssedemo --log-json -} writes each log event once as a JSON
+    line to its standard output, next to twistd's text log; twistd's
+    capture of C{print} output (the C{stdout} namespace) sees none of them.
+    """
+    server = TwistdServer(args=["--log-json", "-"]).start()
+    try:
+        assert server.health()["status"] == "ok"
+    finally:
+        server.stop()
+    lines = server.output.splitlines()
+    events = [json.loads(line) for line in lines if line.startswith(b"{")]
+    formats = [event.get("log_format") for event in events]
+    assert "open files limit: {limit}" in formats
+    assert any(b"GET /health" in json.dumps(event).encode() for event in events)
+    assert b"[stdout#" not in server.output
+    assert all(event["log_namespace"] != "stdout" for event in events)
+    assert len(events) < len(lines)

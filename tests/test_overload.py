@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from memory_h2 import H2Client
 from memory_http import Client, parse_response
 from test_integration import STATIC, Server, reactor_, start_server, until
 from twisted.internet import defer
@@ -26,6 +27,7 @@ from sse_twisted.overload import LOG_INTERVAL, ClientLimit
 from sse_twisted.testing import parse
 
 RETRY = 2000
+GOTCHA = '{"message": "Gotcha"}'
 
 
 def limited(
@@ -94,6 +96,40 @@ def test_a_closed_stream_makes_room() -> None:
     assert not again.response().complete
     assert len(hub) == 2
     assert refused_count(metrics) == 1
+
+
+def test_over_http2_a_refused_stream_ends_and_the_connection_stays() -> None:
+    """
+    Over HTTP/2, where one connection carries all of a browser's streams, a
+    refused stream gets its C{200} and C{retry:} and ends (C{END_STREAM},
+    not a reset), alone: the connection stays up, its open streams keep
+    getting events, and once one of them is closed the next stream on the
+    same connection is accepted.
+    """
+    client, hub, _, metrics, clock = limited(max_clients=2, jitter=0.25)
+    client.site.reactor = clock  # type: ignore[attr-defined]
+    h2 = H2Client(client.site, clock)
+    first, second = h2.get("/sse"), h2.get("/sse")
+    refused = h2.get("/sse")
+    assert h2.headers[refused][b":status"] == b"200"
+    assert h2.headers[refused][b"content-type"] == b"text/event-stream; charset=utf-8"
+    assert h2.data[refused] == b"retry: 2500\n\n"
+    assert refused in h2.ended and refused not in h2.reset
+    assert refused_count(metrics) == 1
+    assert h2.terminated is None and not h2.transport.disconnecting
+    hub.publish('"shared"')
+    h2.pump()
+    for stream in (first, second):
+        assert [e.data for e in parse(h2.data[stream]).events][-1] == '"shared"'
+        assert stream not in h2.ended
+    h2.cancel(first)
+    clock.advance(0)
+    assert len(hub) == 1
+    again = h2.get("/sse")
+    assert [e.data for e in parse(h2.data[again]).events] == [GOTCHA]
+    assert again not in h2.ended
+    assert len(hub) == 2
+    assert h2.terminated is None and not h2.transport.disconnecting
 
 
 def test_a_refusal_carries_the_cors_headers() -> None:
