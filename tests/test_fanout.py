@@ -544,3 +544,11 @@ def test_failed_build_does_not_package_an_earlier_one(tmp_path: Path) -> None:
     """
     assert len(build_ext(tmp_path)) == 1
     assert build_ext(tmp_path, CC="/bin/false") == []
+
+
+def test_extension_builds_without_warnings(tmp_path: Path) -> None:
+    """
+    Newer compilers make some warnings errors (GCC 14: incompatible pointer
+    types), and a failed build silently means the Python fan-out.
+    """
+    assert len(build_ext(tmp_path, CFLAGS="-Werror")) == 1
