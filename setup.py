@@ -1,6 +1,20 @@
 from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+class BuildFromScratch(build_ext):
+    """
+    Builds each extension anew. pip builds a local directory in place, so a
+    module left in build/ by an earlier build would otherwise be packaged
+    even when this build of the optional extension fails (no compiler).
+    """
+
+    def build_extension(self, ext: Extension) -> None:
+        Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
+        super().build_extension(ext)
+
 
 setup(
     name="ssedemo",
@@ -31,6 +45,7 @@ setup(
             optional=True,
         )
     ],
+    cmdclass={"build_ext": BuildFromScratch},
     options={"bdist_wheel": {"py_limited_api": "cp311"}},
     install_requires=[
         "twisted[tls,http2]>=24.7",

@@ -78,7 +78,7 @@ static PyObject *Lease_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 
 static void Lease_dealloc(Lease *self)
 {
-    PyTypeObject *type = Py_TYPE(self);
+    PyTypeObject *type = Py_TYPE((PyObject *)self);
     Py_CLEAR(self->socket);
     freefunc release = (freefunc)PyType_GetSlot(type, Py_tp_free);
     release(self);
@@ -204,7 +204,7 @@ static PyObject *DirectSet_new(PyTypeObject *type, PyObject *args,
 
 static int DirectSet_traverse(DirectSet *self, visitproc visit, void *arg)
 {
-    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(Py_TYPE((PyObject *)self));
     Py_VISIT(self->index);
     for (Py_ssize_t i = 0; i < self->len; i++) {
         Py_VISIT(self->entries[i].lease);
@@ -230,7 +230,7 @@ static int DirectSet_clear(DirectSet *self)
 
 static void DirectSet_dealloc(DirectSet *self)
 {
-    PyTypeObject *type = Py_TYPE(self);
+    PyTypeObject *type = Py_TYPE((PyObject *)self);
     PyObject_GC_UnTrack(self);
     DirectSet_clear(self);
     freefunc release = (freefunc)PyType_GetSlot(type, Py_tp_free);

@@ -6,7 +6,9 @@ path), L{sse_twisted.stream.StreamGroup}, and which fan-out runs.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import sys
 from collections.abc import Generator
 from pathlib import Path
@@ -31,6 +33,8 @@ _fanout = pytest.importorskip("sse_twisted._fanout")
 Lease, DirectSet = _fanout.Lease, _fanout.DirectSet
 
 __all__ = ["server"]  # the fixture, used here too
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def socket_pair() -> tuple[socket.socket, socket.socket]:
@@ -511,3 +515,40 @@ def test_python_fanout_where_not_built(monkeypatch: pytest.MonkeyPatch) -> None:
     fanout = choose_fanout({})
     assert fanout.name == "python"
     assert fanout.why.startswith("the compiled send loop is not built")
+
+
+def build_ext(build: Path, **environ: str) -> list[Path]:
+    """
+    Build the extension with setup.py into C{build}.
+
+    @param environ: Environment variables for the build, such as C{CC}.
+    @return: The modules in the build's library directory afterwards.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("CC", "CFLAGS")}
+    where = ["--build-lib", str(build / "lib"), "--build-temp", str(build / "temp")]
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", *where],
+        cwd=ROOT,
+        env=env | environ,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return sorted((build / "lib").rglob("_fanout*.so"))
+
+
+def test_failed_build_does_not_package_an_earlier_one(tmp_path: Path) -> None:
+    """
+    pip builds a local directory in place: a second install from it without a
+    compiler must not ship the module an earlier install compiled there.
+    """
+    assert len(build_ext(tmp_path)) == 1
+    assert build_ext(tmp_path, CC="/bin/false") == []
+
+
+def test_extension_builds_without_warnings(tmp_path: Path) -> None:
+    """
+    Newer compilers make some warnings errors (GCC 14: incompatible pointer
+    types), and a failed build silently means the Python fan-out.
+    """
+    assert len(build_ext(tmp_path, CFLAGS="-Werror")) == 1
