@@ -29,21 +29,23 @@ run: $(STAMP)
 # Debian packages the tests need: gcc and python3-dev (to build the compiled
 # fan-out), and those they start for real: chromium (browser tests),
 # redis-server (scale-out), systemd (systemd-socket-activate, systemd-analyze),
-# openssl (test certificates) and curl (HTTP/2 checks). Installed with apt-get
-# when run as root; otherwise the missing ones are named.
-SYSTEM_PACKAGES := gcc:gcc python3-config:python3-dev chromium:chromium redis-server:redis-server \
-	systemd-socket-activate:systemd systemd-analyze:systemd openssl:openssl curl:curl
+# openssl (test certificates) and curl (HTTP/2 checks). When a command of
+# theirs is missing they are installed with apt-get as root; otherwise the
+# command to run is named.
+TEST_COMMANDS := gcc python3-config chromium redis-server systemd-socket-activate \
+	systemd-analyze openssl curl
 
 system-packages:
-	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
-		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	@for command in $(TEST_COMMANDS); do \
+		command -v "$$command" >/dev/null 2>&1 || missing=yes; \
 	done; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		echo "Installing Debian packages for the tests:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		echo "Installing the Debian packages the tests need"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			gcc python3-dev chromium redis-server systemd openssl curl; \
 	else \
-		echo "The tests need Debian packages:$$missing. Run 'sudo apt-get install$$missing', then 'make test' again." >&2; \
+		echo "The tests need Debian packages: run 'sudo apt-get install gcc python3-dev chromium redis-server systemd openssl curl', then 'make test' again." >&2; \
 		exit 1; \
 	fi
 

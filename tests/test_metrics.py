@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 from collections.abc import Generator
 from typing import Any
 
@@ -27,7 +26,7 @@ from test_integration import (
 )
 from test_plugin import get, read_until
 from test_stream import FakeRequest
-from twistd_process import DEADLINE, TwistdServer
+from twistd_process import TwistdServer, eventually
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
@@ -356,12 +355,12 @@ def site_ports(server: TwistdServer) -> list[int]:
     @return: The ports of the sites C{server} has started, once there are
         two (bounded wait).
     """
-    for _ in range(int(DEADLINE / 0.05)):
-        ports = [int(p) for p in re.findall(rb"Site starting on (\d+)", server.output)]
-        if len(ports) >= 2:
-            return ports
-        time.sleep(0.05)
-    raise AssertionError(f"no second site:\n{server.output.decode()}")
+
+    def ports() -> list[int] | None:
+        found = re.findall(rb"Site starting on (\d+)", server.output)
+        return [int(p) for p in found] if len(found) >= 2 else None
+
+    return eventually(ports, "a second site")
 
 
 def read_to_end(sock: socket.socket) -> bytes:

@@ -13,17 +13,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import TypeVar
 
 import pytest
 from redis_server import RedisServer, free_port, running_redis
-from twistd_process import DEADLINE, TWISTD, TwistdServer
+from twistd_process import DEADLINE, TWISTD, TwistdServer, eventually
 
 from sse_twisted.testing import EventStreamParser, ParsedEvent
-
-T = TypeVar("T")
 
 
 class StreamClient:
@@ -69,10 +66,8 @@ class StreamClient:
         """
         Wait (bounded) until every id of C{wanted} has arrived.
         """
-        return eventually(
-            lambda: self.ids() if set(wanted) <= set(self.ids()) else None,
-            f"ids {wanted}",
-        )
+        eventually(lambda: set(wanted) <= set(self.ids()), f"ids {wanted}")
+        return self.ids()
 
     def close(self) -> None:
         sock = self._connection.sock
@@ -80,16 +75,6 @@ class StreamClient:
             sock.shutdown(socket.SHUT_RDWR)
         self._thread.join(DEADLINE)
         self._connection.close()
-
-
-def eventually(condition: Callable[[], T | None], what: str) -> T:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        result = condition()
-        if result is not None:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def post(
