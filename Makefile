@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint system-packages bench clean
+.PHONY: run test lint docs system-packages bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,15 +49,36 @@ system-packages:
 		exit 1; \
 	fi
 
+# lint-imports checks the layers set down in pyproject.toml and names the
+# import that breaks one.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy sse_twisted
+	$(BIN)/lint-imports --no-cache
+
+# The API reference, from the docstrings, into apidocs/ (open
+# apidocs/index.html). Warnings are errors: a broken L{...} link or a bad
+# docstring fails the build. Links into Twisted's own reference resolve
+# through an inventory of the installed Twisted, made once.
+INVENTORY := build/inventories/twisted.inv
+TWISTED_API := https://docs.twisted.org/en/stable/api/
+
+$(INVENTORY): $(STAMP)
+	mkdir -p build/inventories
+	$(BIN)/pydoctor --quiet --make-intersphinx --html-output=build/inventories/twisted \
+		"$$($(BIN)/python -c 'import os, twisted; print(os.path.dirname(twisted.__file__))')"
+	mv build/inventories/twisted/objects.inv $@
+
+docs: $(STAMP) $(INVENTORY)
+	$(BIN)/pydoctor --quiet --warnings-as-errors --docformat=epytext \
+		--project-name=ssedemo --html-output=apidocs \
+		--intersphinx-file=$(INVENTORY)::$(TWISTED_API) sse_twisted
 
 # The whole suite runs twice: with the compiled fan-out (which must have been
 # built: the tests run where a C compiler is), then with the same fan-out in
 # Python (SSEDEMO_PURE_PYTHON=1), as where it cannot be built.
-test: system-packages $(STAMP) lint
+test: system-packages $(STAMP) lint docs
 	@$(BIN)/python -c "import sse_twisted._fanout" || { \
 		echo "The compiled fan-out was not built: is a C compiler installed?" >&2; exit 1; }
 	$(BIN)/pytest --cov=sse_twisted --cov-report=
@@ -65,7 +86,7 @@ test: system-packages $(STAMP) lint
 		--cov-report=term-missing:skip-covered
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) build dist apidocs *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage
 
 # The load benchmark: ssedemo against its peers, several repetitions.
 # Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--clients 1000".

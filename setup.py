@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 
@@ -26,7 +26,10 @@ setup(
     python_requires=">=3.11",
     # twisted.plugins is a namespace shared with Twisted: no __init__.py, so
     # it must be listed by hand.
-    packages=["sse_twisted", "twisted.plugins"],
+    packages=[
+        *find_packages(include=["sse_twisted", "sse_twisted.*"]),
+        "twisted.plugins",
+    ],
     # sse_twisted/static links to the top-level static/ directory; building
     # a wheel copies the files in, so both install modes serve the page.
     package_data={
@@ -48,7 +51,7 @@ setup(
     cmdclass={"build_ext": BuildFromScratch},
     options={"bdist_wheel": {"py_limited_api": "cp311"}},
     install_requires=[
-        "twisted[tls,http2]>=24.7",
+        "twisted[tls,http2]>=26.10",
         "klein>=24.8",
         "hiredis>=3.0",
         "prometheus_client>=0.20",
@@ -64,6 +67,8 @@ setup(
             "ruff>=0.6",
             "mypy>=1.11",
             "mypy-zope>=1.0",
+            "import-linter>=2.1",
+            "pydoctor>=24.11",
         ],
     },
 )

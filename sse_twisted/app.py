@@ -23,23 +23,23 @@ from twisted.web.resource import IResource, getChildForRequest
 from twisted.web.server import Request, Site
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from sse_twisted.access_log import access_log_line
-from sse_twisted.auth import OPEN_GATE, Denial, Gate, Grant, Refusal
+from sse_twisted.auth.expiry import Expiries
+from sse_twisted.auth.gate import OPEN_GATE, Denial, Gate, Grant, Refusal
+from sse_twisted.auth.jwt import Verifier
+from sse_twisted.auth.publish import PublishGuard
 from sse_twisted.event import (
     InvalidEventField,
     encode_event,
     encode_jittered_retry,
     encode_retry,
 )
-from sse_twisted.expiry import Expiries
-from sse_twisted.http2 import StreamingSite
 from sse_twisted.hub import DEFAULT_TOPIC, MAX_EVENT_NAME, Hub, Receipt, is_topic_name
-from sse_twisted.jwt_gate import Verifier
 from sse_twisted.observer import Observer
+from sse_twisted.ops.access_log import access_log_line
 from sse_twisted.overload import ClientLimit
-from sse_twisted.publish_auth import PublishGuard
-from sse_twisted.redis_client import BrokerUnavailable, RedisError
+from sse_twisted.redis.client import BrokerUnavailable, RedisError
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG, EventStream
+from sse_twisted.transport.http2 import StreamingSite
 from sse_twisted.web import (
     FORM_TYPE,
     JSON_TYPE,
@@ -147,7 +147,7 @@ class SSEApp:
             there is no limit.
         @param observer: Told of streams dropped for slow clients.
         @param broker: The shared event log's connection state, reported by
-            C{/health}; L{None} without one.
+            C{/health}; C{None} without one.
         """
         self.hub = hub
         self.settings = settings
@@ -345,7 +345,7 @@ class SSEApp:
             self._authorize(self._publisher(request), DEFAULT_TOPIC)
         body = self._body(request)
         self.log.info("message received: {body}", body=parse_json(body))
-        return self._published(request, self.hub.publish(CHANGED), {})
+        return self._published(request, self.hub.publish(CHANGED), DEFAULT_TOPIC)
 
     @app.route("/publish", methods=["POST"])
     def publish(self, request: IRequest) -> bytes | Deferred[bytes]:
@@ -368,38 +368,37 @@ class SSEApp:
         data = fields["data"]
         text = data if isinstance(data, str) else json.dumps(data)
         published = self.hub.publish(text, event=event, topic=topic)
-        return self._published(request, published, {"topic": topic})
+        return self._published(request, published, topic)
 
     def _published(
         self,
         request: IRequest,
         published: Receipt | Deferred[Receipt],
-        extra: dict[str, str],
+        topic: str,
     ) -> bytes | Deferred[bytes]:
         """
-        Answer a publish with its receipt: at once, or, with a shared log,
-        once the log has stored the event; if it could not, with C{503}.
+        Answer a publish with its receipt (its id, how many streams got it
+        when known, its topic): at once, or, with a shared log, once the log
+        has stored the event; if it could not, with C{503}.
         """
         if isinstance(published, Deferred):
             return published.addCallbacks(
                 self._receipt,
                 self._unavailable,
-                callbackArgs=(request, extra),
+                callbackArgs=(request, topic),
                 errbackArgs=(request,),
             )
-        return self._receipt(published, request, extra)
+        return self._receipt(published, request, topic)
 
-    def _receipt(
-        self, receipt: Receipt, request: IRequest, extra: dict[str, str]
-    ) -> bytes:
+    def _receipt(self, receipt: Receipt, request: IRequest, topic: str) -> bytes:
         answer: dict[str, object] = {"id": receipt.id}
         if receipt.delivered is not None:
             answer["delivered"] = receipt.delivered
-        answer.update(extra)
+        answer["topic"] = topic
         self.log.info(
             "published {id} on {topic} to {delivered} streams",
             id=receipt.id,
-            topic=extra.get("topic", DEFAULT_TOPIC),
+            topic=topic,
             delivered="the shared log's"
             if receipt.delivered is None
             else receipt.delivered,

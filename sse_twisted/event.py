@@ -43,9 +43,9 @@ def encode_event(
 
     @param data: The payload; it may span several lines.
     @param event: The event type, dispatched by C{EventSource} to listeners
-        of that name; L{None} for the default C{message} type.
+        of that name; C{None} for the default C{message} type.
     @param id: The event id, which becomes the client's C{Last-Event-ID};
-        L{None} leaves the client's last id unchanged, C{""} clears it.
+        C{None} leaves the client's last id unchanged, C{""} clears it.
     @param retry: The reconnection delay, in milliseconds, for the client.
 
     @return: The UTF-8 bytes of the event, ending with a blank line.

@@ -2,7 +2,7 @@
 Which fan-out runs: the compiled send loop, or the same fan-out in Python.
 
 The compiled one (L{sse_twisted.stream.StreamGroup} over
-L{sse_twisted._fanout}) runs wherever the extension was built, unless the
+C{sse_twisted._fanout}) runs wherever the extension was built, unless the
 environment variable C{SSEDEMO_PURE_PYTHON} is set (to anything but C{0});
 otherwise, and where it could not be built, the hub writes every stream in
 turn (L{sse_twisted.hub.SinkSet}). Both deliver the same bytes, in the same

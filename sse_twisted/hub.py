@@ -141,7 +141,7 @@ class Receipt:
     What became of one published event.
 
     @ivar id: The id assigned to the event.
-    @ivar delivered: The number of streams it was written to; L{None} with
+    @ivar delivered: The number of streams it was written to; C{None} with
         a shared log, whose events are delivered when read back from it.
     """
 
@@ -185,7 +185,7 @@ class Hub:
         @param events: The event log that gives published events their ids
             and replays them; by default a L{MemoryLog} of its own.
         @param observer: Told of opened streams, publishes, fan-outs and
-            resumes, such as L{sse_twisted.metrics.Metrics}; by default none.
+            resumes, such as L{sse_twisted.ops.metrics.Metrics}; by default none.
         @param groups: Makes the group of streams of a topic.
         """
         self._clock = clock
@@ -215,7 +215,7 @@ class Hub:
     @property
     def last_id(self) -> str | None:
         """
-        The id of the most recently published event, or L{None}.
+        The id of the most recently published event, or C{None}.
         """
         return self._events.last_id
 
@@ -295,7 +295,7 @@ class Hub:
         stream subscribed to C{topic}.
 
         @param data: The payload.
-        @param event: The event type, or L{None} for C{message}.
+        @param event: The event type, or C{None} for C{message}.
         @param topic: The topic.
         @return: The event's id and how many streams it was written to; with
             a shared log, a L{Deferred} that fires with the id once the log
@@ -335,7 +335,7 @@ class Hub:
         C{Last-Event-ID} as it was.
 
         @param data: The payload.
-        @param event: The event type, or L{None} for C{message}.
+        @param event: The event type, or C{None} for C{message}.
         @param topic: The topic.
         @return: How many streams it was written to.
         """

@@ -4,7 +4,7 @@ The event log: ids, the history of recent events, and replay after an id.
 The log decides what the events are and in which order; the
 L{sse_twisted.hub.Hub} only fans them out to the streams of this process.
 L{MemoryLog} is the embedded log of a single process; a shared log
-(L{sse_twisted.redis_log.RedisLog}) answers asynchronously, and feeds the
+(L{sse_twisted.redis.log.RedisLog}) answers asynchronously, and feeds the
 hub every event itself, its own ones included, in the log's order.
 """
 
@@ -42,7 +42,7 @@ class EventLog(Protocol):
     @property
     def last_id(self) -> str | None:
         """
-        The id of the newest event, or L{None} if there is none yet.
+        The id of the newest event, or C{None} if there is none yet.
         """
 
     def append(
@@ -52,7 +52,7 @@ class EventLog(Protocol):
         Give an event the next id and keep it.
 
         @param data: The payload.
-        @param event: The event type, or L{None} for C{message}.
+        @param event: The event type, or C{None} for C{message}.
         @param topic: The topic.
         @return: The event as it goes out, for the caller to deliver; or,
             from a shared log that delivers its events itself, a

@@ -18,8 +18,8 @@ from twisted.web.server import Site
 
 from sse_twisted.event import encode_jittered_retry
 from sse_twisted.hub import Hub
-from sse_twisted.jsonlog import JsonLog
-from sse_twisted.limits import OpenFilesLimit
+from sse_twisted.ops.jsonlog import JsonLog
+from sse_twisted.transport.limits import OpenFilesLimit
 
 HEARTBEAT = json.dumps({"message": "Hello hello!"})
 

@@ -16,8 +16,8 @@ from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from sse_twisted.eager import EagerServer
 from sse_twisted.hub import EventSink, write_each
+from sse_twisted.transport.eager import EagerServer
 
 if TYPE_CHECKING:
     from sse_twisted._fanout import DirectSet, Lease
@@ -155,7 +155,7 @@ class EventStream:
         send this stream's chunks to it directly.
 
         @param make: The lease type.
-        @return: The lease; L{None} where the stream is written by Python:
+        @return: The lease; C{None} where the stream is written by Python:
             TLS (and so HTTP/2), HTTP/1.0, transports other than eager TCP,
             a stream that is over.
         """
@@ -248,7 +248,7 @@ class StreamGroup:
     """
     The streams of one topic (an L{sse_twisted.hub.SinkGroup}) that frames
     each event as an HTTP/1.1 chunk once, and sends it to every stream it
-    can by one loop in C (L{sse_twisted._fanout.DirectSet}).
+    can by one loop in C (C{sse_twisted._fanout.DirectSet}).
 
     In that loop: chunked streams on eager TCP connections whose queue is
     empty and whose producer is not paused. The others (TLS, HTTP/2,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,20 +20,20 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
-from sse_twisted import auth_config
-from sse_twisted.app import Settings, SSEApp
-from sse_twisted.eager import EagerTCPServerEndpoint
+from sse_twisted.app import Settings, SSEApp, package_version
+from sse_twisted.auth import config as auth_config
 from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import Hub
-from sse_twisted.jsonlog import STDOUT, JsonLog
 from sse_twisted.log import MemoryLog
-from sse_twisted.metrics import Metrics
+from sse_twisted.ops.jsonlog import STDOUT, JsonLog
+from sse_twisted.ops.metrics import Metrics
 from sse_twisted.overload import ClientLimit
-from sse_twisted.redis_client import InvalidRedisURL, RedisAddress
-from sse_twisted.redis_log import redis_log
+from sse_twisted.redis.client import InvalidRedisURL, RedisAddress
+from sse_twisted.redis.log import redis_log
 from sse_twisted.service import sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
-from sse_twisted.workers import WorkerSupervisor
+from sse_twisted.transport.eager import EagerTCPServerEndpoint
+from sse_twisted.workers.supervisor import WorkerSupervisor
 
 BUNDLED_STATIC = Path(__file__).parent / "static"
 """The client page shipped with the package."""
@@ -60,10 +61,10 @@ def endpoint_description(port: str) -> str:
     Turn C{--port} (or C{--metrics}) into a server endpoint description.
 
     A bare number means TCP on that port. IPv4 TCP is served by
-    L{sse_twisted.eager}'s C{eagertcp:} endpoint, which takes the same
+    L{sse_twisted.transport.eager}'s C{eagertcp:} endpoint, which takes the same
     arguments as C{tcp:} and writes faster, and sockets passed by systemd
     by its C{eagersystemd:}, with the arguments of C{systemd:}. TLS (C{ssl:})
-    is served by L{sse_twisted.tls}'s C{sparingssl:}, which copes with a
+    is served by L{sse_twisted.transport.tls}'s C{sparingssl:}, which copes with a
     full descriptor table as those do. TCP and TLS endpoints get
     L{DEFAULT_BACKLOG} unless they name a C{backlog} of their own. Other
     descriptions (C{unix:}, ...) are left as they are.
@@ -205,17 +206,19 @@ class Options(usage.Options):
         self["ports"] = []
 
     def opt_port(self, port: str) -> None:
+        """Where to listen (repeatable; default 8080): a port number, or a Twisted server endpoint description such as tcp:8080:interface=127.0.0.1 or ssl:8443:privateKey=key.pem:certKey=cert.pem (HTTPS, and HTTP/2 by ALPN). TCP and TLS get a listen backlog of 4096 unless given."""  # noqa: E501 (one line: --help keeps a docstring's line breaks)
         self["ports"].append(port)
 
-    opt_port.__doc__ = (  # the --help text, which keeps a docstring's indentation
-        f"Where to listen (repeatable; default {DEFAULT_PORT}): a port number, or"
-        " a Twisted server endpoint description such as"
-        " tcp:8080:interface=127.0.0.1 or"
-        " ssl:8443:privateKey=key.pem:certKey=cert.pem (HTTPS, and HTTP/2 by"
-        f" ALPN). TCP and TLS get a listen backlog of {DEFAULT_BACKLOG} unless"
-        " given."
-    )
     opt_p = opt_port
+
+    def opt_version(self) -> None:
+        """Print ssedemo's version, and Twisted's and Klein's, then exit."""
+        print(
+            f"ssedemo {package_version()}"
+            f" (Twisted {metadata.version('twisted')},"
+            f" Klein {metadata.version('klein')})"
+        )
+        sys.exit(0)
 
     def opt_cors_origin(self, origin: str) -> None:
         """Let this origin use /sse and /publish (repeatable; * for any)."""
@@ -226,9 +229,8 @@ class Options(usage.Options):
         auth_config.public_topic(self, pattern)
 
     def postOptions(self) -> None:
-        self["ports"] = [
-            _endpoint("port", port) for port in self["ports"] or [DEFAULT_PORT]
-        ]
+        given_ports = self["ports"] or [DEFAULT_PORT]
+        self["ports"] = [_endpoint("port", port) for port in given_ports]
         _check_range(self, "heartbeat", 0, 86400)
         _check_range(self, "keepalive", 0, 86400)
         _check_range(self, "max-body", 1, 1 << 30)
@@ -246,7 +248,7 @@ class Options(usage.Options):
         self["redis"] = self._redis()
         self["log-json"] = _log_json_path(self["log-json"])
         auth_config.check(self)
-        self._check_workers()
+        self._check_workers(given_ports)
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """
@@ -258,7 +260,7 @@ class Options(usage.Options):
         self.argv = list(sys.argv[1:] if options is None else options)
         super().parseOptions(options)
 
-    def _check_workers(self) -> None:
+    def _check_workers(self, given_ports: list[str]) -> None:
         _check_range(self, "workers", 1, _MAX_WORKERS)
         if self["workers"] == 1:
             return
@@ -268,10 +270,10 @@ class Options(usage.Options):
                 " in-memory event log, so clients would miss the events"
                 " published through the other workers"
             )
-        [port, *more] = self["ports"]
+        [port, *more] = given_ports
         if more:
             raise usage.UsageError("--workers shares one --port, not several")
-        if not port.startswith("eagertcp:"):
+        if not endpoint_description(port).startswith("eagertcp:"):
             raise usage.UsageError(
                 "--workers shares one TCP port (a number or tcp:...) between"
                 f" the workers; it cannot share {port.partition(':')[0]}:"

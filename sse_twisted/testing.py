@@ -123,7 +123,7 @@ class RecordingSink:
     An L{sse_twisted.hub.EventSink} that keeps what it is given.
 
     @ivar writes: Every C{bytes} written, in order.
-    @ivar closed_with: The farewell it was closed with, or L{None}.
+    @ivar closed_with: The farewell it was closed with, or C{None}.
     """
 
     def __init__(self) -> None:

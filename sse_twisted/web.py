@@ -16,8 +16,8 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.static import File
 
-from sse_twisted.access_log import redact
-from sse_twisted.auth import Denial, Refusal
+from sse_twisted.auth.gate import Denial, Refusal
+from sse_twisted.ops.access_log import redact
 
 JSON_TYPE = "application/json"
 FORM_TYPE = "application/x-www-form-urlencoded"

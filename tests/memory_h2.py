@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from twisted.web._http2 import H2Connection
 from twisted.web.server import Site
 
-from sse_twisted.http2 import StreamingH2Connection
+from sse_twisted.transport.http2 import StreamingH2Connection
 
 _ROUNDS = 100
 _MAX_CALLS_AT_ONE_TIME = 1000

@@ -21,7 +21,7 @@ from sse_twisted.app import Settings, SSEApp, package_version
 from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import Hub
 from sse_twisted.log import MemoryLog
-from sse_twisted.redis_client import BrokerUnavailable, RedisError
+from sse_twisted.redis.client import BrokerUnavailable, RedisError
 from sse_twisted.testing import parse
 
 STATIC = FilePath(str(Path(__file__).parent.parent / "static"))
@@ -190,13 +190,18 @@ def test_head_on_stream_opens_nothing(hub_client: tuple[Client, Hub]) -> None:
 def test_api_post_reaches_every_stream(hub_client: tuple[Client, Hub]) -> None:
     """
     One C{POST /api} delivers C{Something changed}, with an id, to every
-    open stream, and answers with that id and the number of streams.
+    open stream, and answers as C{/publish} does: that id, the number of
+    streams and the topic.
     """
     client, _ = hub_client
     first, second = client.open("GET", "/sse"), client.open("GET", "/sse")
     response = client.request("POST", "/api", body=b'{"message": "Hey"}', headers=JSON)
     assert response.status == 200
-    assert json.loads(response.body) == {"id": "t-1", "delivered": 2}
+    assert json.loads(response.body) == {
+        "id": "t-1",
+        "delivered": 2,
+        "topic": "default",
+    }
     for stream in (first, second):
         assert events(stream)[-1] == ("message", CHANGED, "t-1")
 

@@ -1,6 +1,6 @@
 """
-Tests for L{sse_twisted.auth}, L{sse_twisted.access_log} and
-L{sse_twisted.expiry}: topic patterns, gates put together, redaction, and
+Tests for L{sse_twisted.auth.gate}, L{sse_twisted.ops.access_log} and
+L{sse_twisted.auth.expiry}: topic patterns, gates put together, redaction, and
 when a token's warning is due.
 """
 
@@ -14,8 +14,8 @@ from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
 from twisted.web.test.requesthelper import DummyChannel, DummyRequest
 
-from sse_twisted.access_log import access_log_line, redact
-from sse_twisted.auth import (
+from sse_twisted.auth.expiry import warning_time
+from sse_twisted.auth.gate import (
     OPEN,
     Denial,
     FirstThen,
@@ -25,8 +25,8 @@ from sse_twisted.auth import (
     Refusal,
     covers,
 )
-from sse_twisted.expiry import warning_time
-from sse_twisted.publish_auth import is_local
+from sse_twisted.auth.publish import is_local
+from sse_twisted.ops.access_log import access_log_line, redact
 from sse_twisted.web import BodyLimitedRequest, refusal_error
 
 

@@ -19,9 +19,9 @@ from twisted.logger import capturedLogs
 from twisted.web.server import Site
 
 from sse_twisted.app import Settings, SSEApp
-from sse_twisted.auth import Grant, PublicTopics
+from sse_twisted.auth.gate import Grant, PublicTopics
+from sse_twisted.auth.jwt import JWTGate, Verifier, load_key
 from sse_twisted.hub import Hub
-from sse_twisted.jwt_gate import JWTGate, Verifier, load_key
 from sse_twisted.log import MemoryLog
 from sse_twisted.testing import parse
 

@@ -1,6 +1,6 @@
 """
 Tests for the authorization options of C{twistd ssedemo}
-(L{sse_twisted.auth_config}).
+(L{sse_twisted.auth.config}).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.usage import UsageError
 
-from sse_twisted.auth import PublicTopics
-from sse_twisted.auth_config import access
-from sse_twisted.jwt_gate import JWTGate
+from sse_twisted.auth.config import access
+from sse_twisted.auth.gate import PublicTopics
+from sse_twisted.auth.jwt import JWTGate
 from sse_twisted.tap import Options, makeService
 
 

@@ -1,5 +1,5 @@
 """
-Tests for L{sse_twisted.eager}: eager sends on real loopback sockets lose and
+Tests for L{sse_twisted.transport.eager}: eager sends on real loopback sockets lose and
 reorder nothing, including when the kernel takes only part of a write.
 """
 
@@ -26,7 +26,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
-from sse_twisted.eager import (
+from sse_twisted.transport.eager import (
     EagerAdoptedEndpoint,
     EagerPort,
     EagerServer,

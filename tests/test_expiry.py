@@ -1,5 +1,5 @@
 """
-Tests for L{sse_twisted.expiry}: warnings and ends on the reactor's clock,
+Tests for L{sse_twisted.auth.expiry}: warnings and ends on the reactor's clock,
 one timer for the streams due at the same moment.
 """
 
@@ -9,8 +9,8 @@ import json
 
 from twisted.internet.task import Clock
 
-from sse_twisted.auth import Grant
-from sse_twisted.expiry import TOKEN_EXPIRING, Expiries
+from sse_twisted.auth.expiry import TOKEN_EXPIRING, Expiries
+from sse_twisted.auth.gate import Grant
 from sse_twisted.testing import RecordingSink
 
 

@@ -24,10 +24,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from sse_twisted.app import Settings, SSEApp
-from sse_twisted.auth import FirstThen, Grant, PublicTopics
-from sse_twisted.forward_auth import MAX_BODY, ForwardAuthGate
+from sse_twisted.auth.forward import MAX_BODY, ForwardAuthGate
+from sse_twisted.auth.gate import FirstThen, Grant, PublicTopics
+from sse_twisted.auth.jwt import JWTGate, Verifier, load_key
 from sse_twisted.hub import Hub
-from sse_twisted.jwt_gate import JWTGate, Verifier, load_key
 from sse_twisted.log import MemoryLog
 from sse_twisted.overload import ClientLimit
 from sse_twisted.testing import parse

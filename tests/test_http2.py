@@ -22,10 +22,10 @@ from twisted.web._http2 import H2Connection
 from twisted.web.server import Site
 
 from sse_twisted.app import Settings, SSEApp
-from sse_twisted.http2 import StreamingH2Connection
 from sse_twisted.hub import Hub
 from sse_twisted.log import MemoryLog
 from sse_twisted.testing import parse
+from sse_twisted.transport.http2 import StreamingH2Connection
 
 STATIC = FilePath(str(Path(__file__).parent.parent / "static"))
 GOTCHA = '{"message": "Gotcha"}'

@@ -24,11 +24,11 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 
 from sse_twisted.app import Settings, SSEApp
-from sse_twisted.eager import EagerTCPServerEndpoint
 from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import Hub
 from sse_twisted.service import sse_service
 from sse_twisted.testing import parse
+from sse_twisted.transport.eager import EagerTCPServerEndpoint
 
 STATIC = FilePath(str(Path(__file__).parent.parent / "static"))
 TIMEOUT = 10.0

@@ -1,5 +1,5 @@
 """
-Tests for L{sse_twisted.jsonlog}: log events as JSON lines in a file that
+Tests for L{sse_twisted.ops.jsonlog}: log events as JSON lines in a file that
 C{SIGUSR1} reopens.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from twisted.logger import Logger, LogPublisher, capturedLogs
 
-from sse_twisted.jsonlog import STDOUT, JsonLog
+from sse_twisted.ops.jsonlog import STDOUT, JsonLog
 
 
 class Reactor:

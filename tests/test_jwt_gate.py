@@ -1,5 +1,5 @@
 """
-Tests for L{sse_twisted.jwt_gate}: tokens verified with one key and one
+Tests for L{sse_twisted.auth.jwt}: tokens verified with one key and one
 algorithm, on the reactor's clock.
 """
 
@@ -16,8 +16,8 @@ from tokens import SECRET, grants, hand_made, private_key, public_pem, token
 from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
-from sse_twisted.auth import Denial, Refusal
-from sse_twisted.jwt_gate import (
+from sse_twisted.auth.gate import Denial, Refusal
+from sse_twisted.auth.jwt import (
     CACHE_SIZE,
     BadKey,
     JWTGate,

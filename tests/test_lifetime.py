@@ -35,12 +35,12 @@ from twisted.logger import globalLogBeginner, globalLogPublisher
 from twisted.web.http import HTTPChannel
 
 from sse_twisted.app import Settings, SSEApp
-from sse_twisted.eager import EagerServer, EagerTCPServerEndpoint
-from sse_twisted.http2 import StreamingH2Connection
 from sse_twisted.hub import Hub
 from sse_twisted.service import StreamCloser
 from sse_twisted.stream import EventStream
-from sse_twisted.tls import _TLSConnection
+from sse_twisted.transport.eager import EagerServer, EagerTCPServerEndpoint
+from sse_twisted.transport.http2 import StreamingH2Connection
+from sse_twisted.transport.tls import _TLSConnection
 from sse_twisted.web import BodyLimitedRequest
 
 STREAM_CLASSES = (EventStream, BodyLimitedRequest, HTTPChannel, EagerServer)

@@ -1,5 +1,5 @@
 """
-Tests for L{sse_twisted.limits}: the open-files limit raised at start, the
+Tests for L{sse_twisted.transport.limits}: the open-files limit raised at start, the
 late imports done early, and a listening port that copes with a full
 descriptor table (a real one: the soft limit is lowered for the test).
 """
@@ -21,7 +21,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs, formatEvent
 
-from sse_twisted.limits import (
+from sse_twisted.transport.limits import (
     ACCEPT_PAUSE,
     REPORT_INTERVAL,
     OpenFilesLimit,
@@ -115,7 +115,7 @@ from twisted.python.filepath import FilePath
 from memory_http import Client
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
-from sse_twisted.limits import OpenFilesLimit
+from sse_twisted.transport.limits import OpenFilesLimit
 from sse_twisted.tap import BUNDLED_STATIC
 
 OpenFilesLimit().privilegedStartService()

@@ -1,5 +1,5 @@
 """
-Tests for L{sse_twisted.metrics}: what the hub and the streams count, on a
+Tests for L{sse_twisted.ops.metrics}: what the hub and the streams count, on a
 fake clock, and a real scrape of C{/metrics} over a socket.
 """
 
@@ -33,7 +33,7 @@ from twisted.internet.task import Clock
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
 from sse_twisted.log import MemoryLog
-from sse_twisted.metrics import Metrics
+from sse_twisted.ops.metrics import Metrics
 from sse_twisted.overload import ClientLimit
 from sse_twisted.stream import EventStream
 

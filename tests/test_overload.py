@@ -22,7 +22,7 @@ from twisted.python.filepath import FilePath
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
 from sse_twisted.log import MemoryLog
-from sse_twisted.metrics import Metrics
+from sse_twisted.ops.metrics import Metrics
 from sse_twisted.overload import LOG_INTERVAL, ClientLimit
 from sse_twisted.testing import parse
 

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import urllib.request
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,22 @@ def test_plugin_help_documents_the_options(outside: Path) -> None:
     )
     for option in (b"--port", b"--heartbeat", b"--static", b"--max-body", b"--history"):
         assert option in result.stdout
+
+
+def test_version_is_ssedemos(outside: Path) -> None:
+    """
+    C{twistd ssedemo --version} prints ssedemo's own version (with Twisted's
+    and Klein's) and exits with status 0.
+    """
+    done = subprocess.run(
+        [TWISTD, "ssedemo", "--version"],
+        cwd=outside,
+        capture_output=True,
+        timeout=DEADLINE,
+    )
+    assert done.returncode == 0, done.stderr
+    expected = f"ssedemo {metadata.version('ssedemo')} (Twisted "
+    assert done.stdout.decode().startswith(expected)
 
 
 def test_bad_option_fails_with_a_message(outside: Path) -> None:

@@ -1,5 +1,5 @@
 """
-Tests for L{sse_twisted.redis_client}: the RESP protocol in memory, and the
+Tests for L{sse_twisted.redis.client}: the RESP protocol in memory, and the
 reconnecting connection against a real C{redis-server}.
 """
 
@@ -22,7 +22,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
-from sse_twisted.redis_client import (
+from sse_twisted.redis.client import (
     BrokerUnavailable,
     RedisAddress,
     RedisConnection,

@@ -1,5 +1,5 @@
 """
-Tests for L{sse_twisted.redis_log}: the reader, the replay and its merge with
+Tests for L{sse_twisted.redis.log}: the reader, the replay and its merge with
 live entries, on fake connections whose replies each test gives by hand.
 """
 
@@ -13,14 +13,14 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from sse_twisted.hub import Hub
-from sse_twisted.redis_client import BrokerUnavailable, RedisError
-from sse_twisted.redis_log import READ_COUNT, RedisLog, parse_entry_id
+from sse_twisted.redis.client import BrokerUnavailable, RedisError
+from sse_twisted.redis.log import READ_COUNT, RedisLog, parse_entry_id
 from sse_twisted.testing import RecordingSink
 
 
 class FakeConnection:
     """
-    Stands for a L{sse_twisted.redis_client.RedisConnection}: commands wait
+    Stands for a L{sse_twisted.redis.client.RedisConnection}: commands wait
     until the test answers them, in order.
     """
 

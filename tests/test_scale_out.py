@@ -151,7 +151,7 @@ def test_publish_on_one_instance_reaches_every_instance(
             assert client.wait_for_ids([entry_id]) == [entry_id]
             assert client.events[0].data == "hello"
         status, receipt, _ = post(b.port, "{}", path="/api")
-        assert status == 200 and set(receipt) == {"id"}
+        assert status == 200 and receipt == {"id": receipt["id"], "topic": "default"}
         assert on_a.wait_for_ids([str(receipt["id"])])[-1] == receipt["id"]
         assert a.health()["broker"] == "ok"
         text = "ünïcödé ✓\nsecond line"

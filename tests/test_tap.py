@@ -13,14 +13,15 @@ from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 
-from sse_twisted.eager import EagerTCPServerEndpoint
-from sse_twisted.jsonlog import JsonLog
+from sse_twisted import tap
+from sse_twisted.ops.jsonlog import JsonLog
 from sse_twisted.overload import ClientLimit
-from sse_twisted.redis_client import RedisAddress
-from sse_twisted.redis_log import RedisLog
+from sse_twisted.redis.client import RedisAddress
+from sse_twisted.redis.log import RedisLog
 from sse_twisted.service import StreamCloser
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
-from sse_twisted.workers import WorkerSupervisor
+from sse_twisted.transport.eager import EagerTCPServerEndpoint
+from sse_twisted.workers.supervisor import WorkerSupervisor
 
 
 def parse(*args: str) -> Options:
@@ -457,6 +458,17 @@ def test_workers_share_tcp_ports_only(port: str) -> None:
         parse("--workers", "2", "--redis", REDIS, "--port", port)
 
 
+def test_workers_refuse_tls_ports_by_the_name_given(certificate: Certificate) -> None:
+    """
+    C{--workers} with an C{ssl:} port says it cannot share C{ssl:}, as the
+    user wrote it, not the endpoint that serves it.
+    """
+    with pytest.raises(UsageError) as refused:
+        parse("--workers", "2", "--redis", REDIS, "--port", certificate.endpoint())
+    assert "cannot share ssl:" in str(refused.value)
+    assert "sparing" not in str(refused.value)
+
+
 def test_workers_share_one_port_only() -> None:
     with pytest.raises(UsageError, match="one --port, not several"):
         parse("--workers", "2", "--redis", REDIS, "--port", "8080", "--port", "8081")
@@ -509,3 +521,13 @@ def test_make_service_on_a_given_endpoint() -> None:
     service = makeService(parse("--redis", REDIS, "--workers", "2"), reactor, endpoint)
     [web] = [c for c in service if isinstance(c, StreamServerEndpointService)]  # type: ignore[attr-defined]
     assert web.endpoint is endpoint
+
+
+def test_port_help_states_the_defaults() -> None:
+    """
+    The C{--port} help text names the default port and listen backlog that
+    L{Options} applies.
+    """
+    help_text = " ".join(str(Options()).split())
+    assert f"default {tap.DEFAULT_PORT})" in help_text
+    assert f"listen backlog of {tap.DEFAULT_BACKLOG} unless given" in help_text

@@ -29,7 +29,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from sse_twisted.testing import parse
-from sse_twisted.tls import SparingTLSPort
+from sse_twisted.transport.tls import SparingTLSPort
 
 DEADLINE = 10.0
 GOTCHA = '{"message": "Gotcha"}'

@@ -1,5 +1,5 @@
 """
-Tests for L{sse_twisted.worker}: what a worker process does on its own (the
+Tests for L{sse_twisted.workers.child}: what a worker process does on its own (the
 whole process is run in C{test_workers_process.py}).
 """
 
@@ -14,8 +14,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.protocol import Factory
 
-from sse_twisted.eager import EagerPort, EagerTCPServerEndpoint
-from sse_twisted.worker import ParentWatch, inherited_endpoint, stop_reactor
+from sse_twisted.transport.eager import EagerPort, EagerTCPServerEndpoint
+from sse_twisted.workers.child import ParentWatch, inherited_endpoint, stop_reactor
 
 TIMEOUT = 20
 

@@ -1,5 +1,5 @@
 """
-Tests for L{sse_twisted.workers}: the parent of C{--workers N}, driven on a
+Tests for L{sse_twisted.workers.supervisor}: the parent of C{--workers N}, driven on a
 fake clock with fake processes (the real processes are in
 C{test_workers_process.py}).
 """
@@ -24,8 +24,8 @@ from twisted.logger import (
 )
 from twisted.python.failure import Failure
 
-from sse_twisted.eager import EagerTCPServerEndpoint
-from sse_twisted.workers import (
+from sse_twisted.transport.eager import EagerTCPServerEndpoint
+from sse_twisted.workers.supervisor import (
     LISTENING_FD,
     PARENT_FD,
     RESTART_BASE,
@@ -142,7 +142,7 @@ def test_starts_the_workers_on_one_listening_socket(
         args, child_fds = process.spawned["args"], process.spawned["childFDs"]
         assert args == [
             "/usr/bin/python3",
-            *("-m", "sse_twisted.worker", "--port", "9000", "--workers", "2"),
+            *("-m", "sse_twisted.workers.child", "--port", "9000", "--workers", "2"),
         ]
         assert child_fds[PARENT_FD] == "w"
         fds.add(child_fds[LISTENING_FD])

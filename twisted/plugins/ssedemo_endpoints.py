@@ -1,5 +1,5 @@
-from sse_twisted.eager import EagerSystemdParser, EagerTCPParser
-from sse_twisted.tls import SparingSSLParser
+from sse_twisted.transport.eager import EagerSystemdParser, EagerTCPParser
+from sse_twisted.transport.tls import SparingSSLParser
 
 eagertcp = EagerTCPParser()
 eagersystemd = EagerSystemdParser()

@@ -70,11 +70,12 @@ class StreamingH2Connection(H2Connection):
         _cancelTimeouts: bool = True,  # noqa: N803 (its name in H2Connection)
     ) -> None:
         """
-        The connection is closed: let go of the sending loop's L{Deferred}s
-        (their callback is a method of this connection) and of C{h2}'s table
-        of its own methods by frame type. Frames that still come (after an
-        idle time-out, before the transport closes) are then refused as
-        unexpected, as after the time-out's C{GOAWAY} they are anyway.
+        The connection is closed: let go of the sending loop's
+        L{Deferreds<twisted.internet.defer.Deferred>} (their callback is a
+        method of this connection) and of C{h2}'s table of its own methods
+        by frame type. Frames that still come (after an idle time-out, before
+        the transport closes) are then refused as unexpected, as after the
+        time-out's C{GOAWAY} they are anyway.
         """
         super().connectionLost(reason, _cancelTimeouts)
         self._sendingDeferred = self._consumerBlocked = None

@@ -1,6 +1,6 @@
 """
 TLS ports that cope with a full descriptor table, as ssedemo's TCP ports
-do (L{sse_twisted.limits.SparingPort}).
+do (L{sse_twisted.transport.limits.SparingPort}).
 
 Use it as C{sparingssl:PORT:privateKey=...[:certKey=...]...}, the arguments
 of Twisted's C{ssl:}: Twisted parses them and builds its own TLS endpoint,
@@ -26,7 +26,7 @@ from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from sse_twisted.limits import SparingPort
+from sse_twisted.transport.limits import SparingPort
 
 
 class _TLSConnection(BufferingTLSTransport):

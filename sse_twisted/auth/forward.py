@@ -23,7 +23,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest, IResponse
 
-from sse_twisted.auth import OPEN, Denial, Grant, Refusal, covers
+from sse_twisted.auth.gate import OPEN, Denial, Grant, Refusal, covers
 
 TOPICS_HEADER = "X-SSE-Topics"
 DEFAULT_TIMEOUT = 5.0

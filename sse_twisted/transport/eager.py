@@ -41,13 +41,13 @@ from twisted.internet.interfaces import (
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from sse_twisted.limits import SparingPort
+from sse_twisted.transport.limits import SparingPort
 
 
 class DirectLease(Protocol):
     """
     A connection's descriptor, lent to a writer that sends to it directly
-    (L{sse_twisted._fanout.Lease}): it sends only while the lease is neither
+    (C{sse_twisted._fanout.Lease}): it sends only while the lease is neither
     queued nor revoked.
     """
 
@@ -138,7 +138,7 @@ class EagerServer(tcp.Server):
         revoked before the socket closes (or starts TLS).
 
         @param make: Makes a lease on a socket.
-        @return: The connection's one lease; L{None} for a TLS connection
+        @return: The connection's one lease; C{None} for a TLS connection
             or one that is closing.
         """
         if self._lease is None:

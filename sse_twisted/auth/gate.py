@@ -4,8 +4,8 @@ when.
 
 A L{Gate} looks at a request for a stream and its topics and answers with a
 L{Grant} (possibly with an expiry) or refuses with a L{Refusal}, at once or
-later through a L{Deferred}. JWT (L{sse_twisted.jwt_gate}), forward auth
-(L{sse_twisted.forward_auth}) and open access (L{OPEN_GATE}) are gates; the
+later through a L{Deferred}. JWT (L{sse_twisted.auth.jwt}), forward auth
+(L{sse_twisted.auth.forward}) and open access (L{OPEN_GATE}) are gates; the
 web layer turns refusals into HTTP answers.
 """
 
@@ -29,7 +29,7 @@ class Grant:
     Leave to open a stream on the topics asked for.
 
     @ivar expires: When the leave ends, in seconds since the epoch, or
-        L{None} for never.
+        C{None} for never.
     @ivar issued: When the credential was issued (a JWT's C{iat}), if known.
     """
 
@@ -224,7 +224,7 @@ def presented_token(request: IRequest, cookie: bytes) -> str | None:
 
     @param request: The request.
     @param cookie: The name of the cookie.
-    @return: The token, or L{None} if none is present.
+    @return: The token, or C{None} if none is present.
     """
     token = bearer_token(request)
     if token is not None:

@@ -12,8 +12,8 @@ import ipaddress
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.web.iweb import IRequest
 
-from sse_twisted.auth import Denial, Refusal, bearer_token, covers, query_token
-from sse_twisted.jwt_gate import Verifier
+from sse_twisted.auth.gate import Denial, Refusal, bearer_token, covers, query_token
+from sse_twisted.auth.jwt import Verifier
 
 HOW_TO_OPEN = (
     "publishing is open only to clients on the server's own machine: start it"

@@ -160,7 +160,7 @@ class Metrics:
         C{ssedemo_redis_entries_skipped_total} from C{log} at each scrape.
 
         @param log: The shared event log, such as a
-            L{sse_twisted.redis_log.RedisLog}.
+            L{sse_twisted.redis.log.RedisLog}.
         """
         self.registry.register(_SharedLogCollector(log))
 

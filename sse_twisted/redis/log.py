@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from sse_twisted.event import InvalidEventField, encode_event
 from sse_twisted.hub import DEFAULT_TOPIC, MAX_EVENT_NAME, is_topic_name
 from sse_twisted.log import Record
-from sse_twisted.redis_client import (
+from sse_twisted.redis.client import (
     COMMAND_TIMEOUT,
     RedisAddress,
     RedisConnection,
@@ -54,7 +54,7 @@ EntryId = tuple[int, int]
 
 def parse_entry_id(text: str) -> EntryId | None:
     """
-    @return: The entry id C{text} as numbers, or L{None} if it is not one.
+    @return: The entry id C{text} as numbers, or C{None} if it is not one.
     """
     milliseconds, dash, sequence = text.partition("-")
     if not (dash and _is_number(milliseconds) and _is_number(sequence)):
@@ -150,7 +150,7 @@ class RedisLog(Service):
     def last_id(self) -> str | None:
         """
         The id of the last entry read (or, before any, the newest entry
-        when reading started), or L{None}.
+        when reading started), or C{None}.
         """
         return self._last_id
 
@@ -171,8 +171,8 @@ class RedisLog(Service):
         Append an event to the stream.
 
         @return: Fires with the entry's id once Redis has stored it; fails
-            with L{sse_twisted.redis_client.BrokerUnavailable} or
-            L{sse_twisted.redis_client.RedisError} if it may not have.
+            with L{sse_twisted.redis.client.BrokerUnavailable} or
+            L{sse_twisted.redis.client.RedisError} if it may not have.
         @raise InvalidEventField: If the event cannot be encoded.
         """
         encode_event(data, event=event)
@@ -381,7 +381,7 @@ class RedisLog(Service):
         self, entry_id: str, fields: Sequence[bytes], count: bool
     ) -> Record | None:
         """
-        @return: The entry as an event, or L{None} if it cannot be sent
+        @return: The entry as an event, or C{None} if it cannot be sent
             (then, when reading, it is logged and counted).
         """
         try:

@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 
-from sse_twisted.auth import (
+from sse_twisted.auth.gate import (
     DEFAULT_COOKIE,
     Denial,
     Grant,
@@ -61,9 +61,9 @@ class Claims:
 
     @ivar subscribe: The topic patterns it may subscribe to.
     @ivar publish: The topic patterns it may publish to.
-    @ivar expires: Its C{exp}, or L{None}.
-    @ivar not_before: Its C{nbf}, or L{None}.
-    @ivar issued: Its C{iat}, or L{None}.
+    @ivar expires: Its C{exp}, or C{None}.
+    @ivar not_before: Its C{nbf}, or C{None}.
+    @ivar issued: Its C{iat}, or C{None}.
     @ivar subscribing: C{subscribe}, ready for matching.
     @ivar grant: The leave it gives a stream: until C{expires}.
     """

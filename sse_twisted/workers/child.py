@@ -1,10 +1,10 @@
 """
 One worker process of C{twistd ssedemo --workers N}.
 
-L{sse_twisted.workers.WorkerSupervisor} runs it as
-C{python -m sse_twisted.worker ARGS}, with the parent's own C{ssedemo}
+L{sse_twisted.workers.supervisor.WorkerSupervisor} runs it as
+C{python -m sse_twisted.workers.child ARGS}, with the parent's own C{ssedemo}
 arguments, the shared listening socket as descriptor
-L{sse_twisted.workers.LISTENING_FD} and a pipe from the parent as standard
+L{sse_twisted.workers.supervisor.LISTENING_FD} and a pipe from the parent as standard
 input. It runs the same server as a single process, on that socket, and
 stops gracefully (ending its streams with a C{retry:}) on C{SIGTERM} or
 when the pipe says the parent is gone. It ignores C{SIGINT}: a Ctrl-C at
@@ -31,9 +31,9 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from sse_twisted.eager import EagerAdoptedEndpoint
 from sse_twisted.tap import Options, makeService
-from sse_twisted.workers import LISTENING_FD, PARENT_FD
+from sse_twisted.transport.eager import EagerAdoptedEndpoint
+from sse_twisted.workers.supervisor import LISTENING_FD, PARENT_FD
 
 
 @implementer(IReadDescriptor)

@@ -4,15 +4,15 @@ processes serving it.
 
 The parent binds the listening socket (before twistd drops privileges) and
 never accepts on it: each worker inherits it as descriptor L{LISTENING_FD}
-and serves it with L{sse_twisted.eager.EagerAdoptedEndpoint}, so all workers
+and serves it with L{sse_twisted.transport.eager.EagerAdoptedEndpoint}, so all workers
 share one accept queue and keep the eager write path. Sharing one socket,
 rather than one C{SO_REUSEPORT} socket per worker, means that a worker's
 death or restart drops no queued connection and never unbinds the port.
 
-Each worker is C{python -m sse_twisted.worker} with the parent's own
+Each worker is C{python -m sse_twisted.workers.child} with the parent's own
 C{ssedemo} arguments. It gets a pipe as its standard input, which the parent
 never writes: when the parent is gone, however it died, the worker reads end
-of file and stops (see L{sse_twisted.worker}), so no orphan holds the port.
+of file and stops (see L{sse_twisted.workers.child}), so no orphan holds the port.
 Workers log to the parent as JSON lines, which the parent republishes to its
 own log (a file in daemon mode), each marked with the worker's pid.
 """
@@ -40,7 +40,7 @@ from twisted.logger import (
 )
 from twisted.python.failure import Failure
 
-from sse_twisted.eager import EagerTCPServerEndpoint
+from sse_twisted.transport.eager import EagerTCPServerEndpoint
 
 LISTENING_FD = 3
 """The shared listening socket's descriptor in a worker."""
@@ -154,7 +154,7 @@ class WorkerSupervisor(Service):
         self._reactor.spawnProcess(
             worker,
             self._executable,
-            [self._executable, "-m", "sse_twisted.worker", *self._argv],
+            [self._executable, "-m", "sse_twisted.workers.child", *self._argv],
             env=os.environ,
             childFDs={
                 PARENT_FD: "w",

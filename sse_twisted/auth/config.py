@@ -17,9 +17,15 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python import usage
 
-from sse_twisted.auth import DEFAULT_COOKIE, OPEN_GATE, FirstThen, Gate, PublicTopics
-from sse_twisted.forward_auth import DEFAULT_TIMEOUT, ForwardAuthGate
-from sse_twisted.jwt_gate import (
+from sse_twisted.auth.forward import DEFAULT_TIMEOUT, ForwardAuthGate
+from sse_twisted.auth.gate import (
+    DEFAULT_COOKIE,
+    OPEN_GATE,
+    FirstThen,
+    Gate,
+    PublicTopics,
+)
+from sse_twisted.auth.jwt import (
     ALGORITHMS,
     BadKey,
     JWTGate,

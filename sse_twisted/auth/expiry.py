@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from sse_twisted.auth import Grant
+from sse_twisted.auth.gate import Grant
 from sse_twisted.event import encode_event
 from sse_twisted.hub import EventSink
 
