@@ -14,16 +14,17 @@ import random
 from collections.abc import Callable
 
 from twisted.application.service import Service
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
 from sse_twisted.event import encode_jittered_retry
 from sse_twisted.observer import Observer
+from sse_twisted.ops.throttle import INTERVAL, LogSummary
 from sse_twisted.web import leave_out_of_access_log
 
-LOG_INTERVAL = 1.0
+LOG_INTERVAL = INTERVAL
 """
 Refusals are summed up in one log line per this many seconds at most, so
 that a crowd at the door does not flood the log.
@@ -59,12 +60,12 @@ class ClientLimit(Service):
         """
         self._open_streams = open_streams
         self._max_clients = max_clients
-        self._clock = clock
         self._retry = retry
         self._observer = observer
         self._jitter = jitter
-        self._refused = 0
-        self._report: IDelayedCall | None = None
+        self._refusals = LogSummary(
+            clock, self._log_refusals, interval=LOG_INTERVAL, first_after=LOG_INTERVAL
+        )
 
     def admits(self) -> bool:
         """
@@ -91,24 +92,18 @@ class ClientLimit(Service):
         request.finish()
         if self._observer is not None:
             self._observer.refused()
-        self._refused += 1
-        if self._report is None:
-            self._report = self._clock.callLater(LOG_INTERVAL, self._log_refusals)
+        self._refusals.add()
 
     def stopService(self) -> None:
         """
         Log the refusals not yet logged.
         """
         super().stopService()
-        if self._report is not None:
-            self._report.cancel()
-            self._log_refusals()
+        self._refusals.flush()
 
-    def _log_refusals(self) -> None:
-        self._report = None
+    def _log_refusals(self, refused: int) -> None:
         self.log.warn(
             "streams refused: {refused}; --max-clients {limit} reached",
-            refused=self._refused,
+            refused=refused,
             limit=self._max_clients,
         )
-        self._refused = 0

@@ -39,6 +39,8 @@ from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from sse_twisted.ops.throttle import LogSummary
+
 LATE_IMPORTS = ("email.policy",)
 """
 Modules imported on first use while serving a request: C{email.policy} by
@@ -172,42 +174,30 @@ class _RefusalReport:
     log = Logger()
 
     def __init__(self, clock: IReactorTime) -> None:
-        self._clock = clock
-        self._refused = 0
         self._error = 0
-        self._last: float | None = None
-        self._call: IDelayedCall | None = None
+        self._summary = LogSummary(clock, self._write, interval=REPORT_INTERVAL)
 
     def add(self, refused: int, error: int) -> None:
         """
         Count C{refused} more clients, turned away because of C{error}.
         """
-        self._refused += refused
         self._error = error
-        if self._call is None:
-            due = 0.0
-            if self._last is not None:
-                due = max(0.0, self._last + REPORT_INTERVAL - self._clock.seconds())
-            self._call = self._clock.callLater(due, self.flush)
+        self._summary.add(refused)
 
     def flush(self) -> None:
         """
         Log what is counted now, if anything.
         """
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
-        if not self._error:
-            return
+        self._summary.flush()
+
+    def _write(self, refused: int) -> None:
         self.log.warn(
             "accept() failed: {error} ({reason}); {refused} new connections"
             " refused since the last report, open streams served as before",
             error=errno.errorcode[self._error],
             reason=os.strerror(self._error),
-            refused=self._refused,
+            refused=refused,
         )
-        self._last = self._clock.seconds()
-        self._refused = self._error = 0
 
 
 _REPORTS: WeakKeyDictionary[IReactorTime, _RefusalReport] = WeakKeyDictionary()
