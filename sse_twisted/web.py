@@ -9,15 +9,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
+from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import version as server_version
 from twisted.web.static import File
 
 from sse_twisted.auth.gate import Denial, Refusal
 from sse_twisted.ops.access_log import redact
+from sse_twisted.transport.http1 import http_date
 
 JSON_TYPE = "application/json"
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -150,7 +154,8 @@ class BodyLimitedRequest(Request):
     """
     A request that keeps no more of its body than one byte over the limit:
     enough for the route to answer 413, while an oversized upload costs
-    neither memory nor disk.
+    neither memory nor disk; and whose C{Date} header is formatted once a
+    second for all requests (L{sse_twisted.transport.http1.HTTPDate}).
     """
 
     def __init__(self, *args: Any, max_body: int, **kwargs: Any) -> None:
@@ -166,6 +171,28 @@ class BodyLimitedRequest(Request):
             kept = data[: self._room]
             self._room -= len(kept)
             super().handleContentChunk(kept)
+
+    def process(self) -> None:
+        """
+        Find the resource and render it, as Twisted's L{Request.process}
+        does for a site whose root is a L{StreamFirst} (a leaf that encodes
+        nothing), with the C{Date} of this second; other sites, and the
+        path C{*}, go Twisted's way.
+        """
+        site: Site = self.channel.site  # type: ignore[attr-defined]
+        if self.path == b"*" or not isinstance(site.resource, StreamFirst):
+            super().process()
+            return
+        self.site = site
+        headers = self.responseHeaders
+        headers.setRawHeaders(b"Server", [server_version])
+        headers.setRawHeaders(b"Date", [http_date()])
+        self.prepath = []
+        self.postpath = [unquote_to_bytes(s) for s in self.path[1:].split(b"/")]
+        try:
+            self.render(site.getResourceFor(self))
+        except BaseException:
+            self.processingFailed(Failure())
 
     def __repr__(self) -> str:
         # Twisted puts the request's repr in error logs: no query tokens.

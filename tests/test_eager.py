@@ -233,6 +233,27 @@ def test_host_is_asked_once(reactor: Any) -> Generator[Any, Any, None]:
     yield hang_up(reactor, port, server, client)
 
 
+@pytest_twisted.inlineCallbacks
+def test_host_is_the_ports_when_bound_to_one_address(
+    reactor: Any,
+) -> Generator[Any, Any, None]:
+    """
+    On a port bound to one address, every connection's local address is the
+    port's, without asking the kernel per connection; on a wildcard bind,
+    each connection asks for its own.
+    """
+    port, server, client = yield connected_pair(reactor, 0)
+    assert port.local_address == port.getHost()
+    assert server.getHost() is port.local_address
+    yield hang_up(reactor, port, server, client)
+    wildcard = EagerPort(
+        0, Factory.forProtocol(Protocol), interface="", reactor=reactor
+    )
+    wildcard.startListening()
+    assert wildcard.local_address is None
+    yield wildcard.stopListening()
+
+
 class CountingSocket:
     """
     Wraps a socket, counting its C{send} calls.

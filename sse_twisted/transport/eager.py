@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterable
+from ipaddress import ip_address
 from typing import Any, Protocol, TypeVar
 
 from twisted.internet import defer, fdesc, tcp
@@ -68,9 +69,10 @@ class EagerServer(tcp.Server):
 
     What the protocol writes while it handles received data (a response to
     a request, headers and body written apart) goes out in one C{send()}
-    when the handling ends. It also asks the kernel for its own address
-    once, rather than for every request (twisted.web asks in each request's
-    constructor).
+    when the handling ends. Its own address is its port's when the port is
+    bound to one address (L{EagerPort.local_address}); otherwise it asks
+    the kernel once, rather than for every request (twisted.web asks in
+    each request's constructor).
 
     Its descriptor can be lent (L{lease}) to the compiled fan-out, which
     sends to it directly while nothing is queued, and never once the socket
@@ -94,7 +96,9 @@ class EagerServer(tcp.Server):
 
     def getHost(self) -> IAddress:
         if self._host is None:
-            self._host = super().getHost()
+            port = self.server
+            shared = port.local_address if isinstance(port, EagerPort) else None
+            self._host = super().getHost() if shared is None else shared
         return self._host
 
     def write(self, data: bytes) -> None:
@@ -184,6 +188,18 @@ class EagerPort(SparingPort):
 
     transport = EagerServer
 
+    local_address: IAddress | None = None
+    """
+    The local address of every connection accepted, when the socket is
+    bound to one address; C{None} for a wildcard bind (C{0.0.0.0}, C{::}),
+    where each connection's depends on the interface it came in by.
+    """
+
+    def startListening(self) -> None:
+        super().startListening()
+        host = self.getHost()
+        self.local_address = None if _is_wildcard(host) else host
+
     @classmethod
     def adopt(
         cls, reactor: Any, fileno: int, family: int, factory: IProtocolFactory
@@ -205,6 +221,14 @@ class EagerPort(SparingPort):
         port: EagerPort = cls._fromListeningDescriptor(reactor, fileno, family, factory)
         port.startListening()
         return port
+
+
+def _is_wildcard(address: IAddress) -> bool:
+    host = getattr(address, "host", "")
+    try:
+        return ip_address(host).is_unspecified
+    except ValueError:
+        return True
 
 
 @implementer(IStreamServerEndpoint)
