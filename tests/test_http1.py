@@ -1,11 +1,181 @@
 """
-Tests for L{sse_twisted.transport.http1}: the C{Date} is formatted once a
-second.
+Tests for L{sse_twisted.transport.http1}: a request head taken whole gives
+exactly what Twisted's line-by-line parser gives, for any request cut
+anywhere, refusals included; and the C{Date} is formatted once a second.
 """
 
 from __future__ import annotations
 
-from sse_twisted.transport.http1 import HTTPDate
+from typing import Any
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.web.http import HTTPChannel, Request
+
+from sse_twisted.transport.http1 import HeadChannel, HTTPDate, parse_head
+
+Seen = tuple[bytes, bytes, bytes, list[tuple[bytes, list[bytes]]], bytes]
+
+
+class Recorder(Request):
+    """
+    A request that notes what the channel made of it, and answers C{ok}.
+    """
+
+    def process(self) -> None:
+        seen: list[Seen] = self.channel.seen  # type: ignore[attr-defined]
+        assert self.content is not None
+        seen.append(
+            (
+                self.method,
+                self.uri,
+                self.clientproto,
+                list(self.requestHeaders.getAllRawHeaders()),
+                self.content.read(),
+            )
+        )
+        self.setHeader(b"Content-Length", b"2")
+        self.write(b"ok")
+        self.finish()
+
+
+def run(
+    channel: HTTPChannel, pieces: list[bytes], limits: tuple[int, int, int]
+) -> tuple[list[Seen], bytes, bool]:
+    """
+    Feed C{pieces} to C{channel}, one read each.
+
+    @return: The requests it handled, the bytes it wrote, and whether it
+        closed the connection.
+    """
+    channel.requestFactory = Recorder  # type: ignore[assignment]
+    channel.seen = []  # type: ignore[attr-defined]
+    channel.MAX_LENGTH, channel.totalHeadersSize, channel.maxHeaders = limits
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    for piece in pieces:
+        if transport.disconnecting:
+            break
+        channel.dataReceived(piece)
+    return channel.seen, transport.value(), transport.disconnecting  # type: ignore[attr-defined]
+
+
+GOOD_NAMES = [b"Host", b"Accept", b"x-a", b"X-A", b"Expect", b"Connection", b"Te"]
+ODD_NAMES = [b"Bad Name", b"", b"Content-Length", b"Transfer-Encoding", b"A\x00"]
+GOOD_VALUES = [b"v", b" v \t", b"", b"close", b"100-continue", b"3", b"a:b"]
+ODD_VALUES = [b"a\nb", b"a\rb", b"\x00"]
+ODD_LINES = [b" folded", b"\tfold: ed", b"no colon", b"\r"]
+
+
+def mostly(draw: Any, good: list[bytes], odd: list[bytes]) -> bytes:
+    """
+    @return: One of C{good}, or one time in sixteen one of C{odd}.
+    """
+    choices = odd if draw(st.integers(0, 15)) == 0 else good
+    return bytes(draw(st.sampled_from(choices)))
+
+
+@st.composite
+def requests(draw: Any) -> bytes:
+    """
+    One request: mostly well-formed, sometimes odd in any part.
+    """
+    method = mostly(draw, [b"GET", b"HEAD", b"POST"], [b"G T", b"G\x00T", b""])
+    target = mostly(draw, [b"/sse", b"/sse?topic=a&x=%20"], [b"", b"/\x7f", b"/ /"])
+    version = mostly(draw, [b"HTTP/1.1", b"HTTP/1.0"], [b"HTTP/2", b"http/1.1"])
+    blank = mostly(draw, [b""], [b"\r\n"])
+    lines = [blank + b" ".join((method, target, version))]
+    for _ in range(draw(st.integers(0, 6))):
+        name = mostly(draw, GOOD_NAMES, ODD_NAMES)
+        colon = mostly(draw, [b":", b": "], [b"", b" :"])
+        lines.append(name + colon + mostly(draw, GOOD_VALUES, ODD_VALUES))
+        if draw(st.integers(0, 23)) == 0:
+            lines.append(bytes(draw(st.sampled_from(ODD_LINES))))
+    body = b""
+    kind = draw(st.sampled_from(["none"] * 4 + ["length", "chunked"]))
+    if kind == "length":
+        body = draw(st.binary(max_size=8))
+        lines.append(b"Content-Length: %d" % len(body))
+    elif kind == "chunked":
+        data = draw(st.binary(min_size=1, max_size=8))
+        lines.append(b"Transfer-Encoding: chunked")
+        body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+@st.composite
+def cut(draw: Any) -> tuple[list[bytes], tuple[int, int, int]]:
+    """
+    One to three requests (pipelined), perhaps with noise after them, cut
+    into reads at random places; and the channel's limits.
+    """
+    data = b"".join(draw(st.lists(requests(), min_size=1, max_size=3)))
+    data += draw(st.sampled_from([b"", b"", b"\r\n", b"garbage"]))
+    reads = draw(st.sampled_from([0, 0, 1, 2, 4]))
+    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=reads)))
+    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    limits = draw(
+        st.sampled_from(
+            [(16384, 16384, 500), (16384, 16384, 500), (40, 80, 3), (24, 200, 2)]
+        )
+    )
+    return [piece for piece in pieces if piece], limits
+
+
+@settings(max_examples=600, deadline=None)
+@given(cut())
+@example(([b"GET / HTTP/1.1\r\nA: 1\r\n\tB: 2\r\n\r\n"], (16384, 16384, 500)))
+def test_same_as_twisted(case: tuple[list[bytes], tuple[int, int, int]]) -> None:
+    """
+    The same bytes, in the same reads, give the same requests (method,
+    target, version, headers with duplicates and order, body), the same
+    bytes written back (answers, C{100 Continue}, refusals) and the same
+    closing as with Twisted's own channel.
+    """
+    pieces, limits = case
+    assert run(HeadChannel(), pieces, limits) == run(HTTPChannel(), pieces, limits)
+
+
+def test_whole_head_parsed_at_once() -> None:
+    """
+    A whole head without a body is parsed in one step, duplicates and order
+    kept; a head cut short, a body, or a folded line is left to Twisted.
+    """
+    head = parse_head(
+        b"GET /sse HTTP/1.1\r\nX-A: 1\r\nhost: h\r\nx-a:  2 \r\n\r\nGET /",
+        16384,
+        16384,
+        500,
+    )
+    assert head is not None
+    assert head.method == b"GET" and head.target == b"/sse"
+    assert head.headers == [(b"X-A", b"1"), (b"Host", b"h"), (b"X-A", b"2")]
+    assert head.rest == b"GET /"
+    for data in (
+        b"GET /sse HTTP/1.1\r\nHost: h\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
+        b"GET / HTTP/1.1\r\nA: 1\r\n  2\r\n\r\n",
+    ):
+        assert parse_head(data, 16384, 16384, 500) is None
+
+
+def test_unfinished_head_times_out() -> None:
+    """
+    A head that never ends is timed out as by Twisted's channel.
+    """
+    clock = Clock()
+    channel = HeadChannel()
+    channel.timeOut = 60
+    channel.callLater = clock.callLater  # type: ignore[method-assign]
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(b"GET /sse HTTP/1.1\r\nHost: h\r\n")
+    clock.advance(59)
+    assert not transport.disconnecting
+    clock.advance(1)
+    assert transport.disconnecting
 
 
 def test_date_formatted_once_a_second() -> None:

@@ -32,18 +32,18 @@ from twisted.internet.task import deferLater
 from twisted.internet.tcp import Server as TCPServer
 from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogBeginner, globalLogPublisher
-from twisted.web.http import HTTPChannel
 
 from sse_twisted.app import Settings, SSEApp
 from sse_twisted.hub import Hub
 from sse_twisted.service import StreamCloser
 from sse_twisted.stream import EventStream
 from sse_twisted.transport.eager import EagerServer, EagerTCPServerEndpoint
+from sse_twisted.transport.http1 import HeadChannel
 from sse_twisted.transport.http2 import StreamingH2Connection
 from sse_twisted.transport.tls import _TLSConnection
 from sse_twisted.web import BodyLimitedRequest
 
-STREAM_CLASSES = (EventStream, BodyLimitedRequest, HTTPChannel, EagerServer)
+STREAM_CLASSES = (EventStream, BodyLimitedRequest, HeadChannel, EagerServer)
 """The objects of one stream over HTTP/1.1, server side."""
 
 END = b"0\r\n\r\n"
@@ -224,7 +224,7 @@ def test_dropped_slow_client_frees_the_stream(
 TLS_CLASSES = (
     EventStream,
     BodyLimitedRequest,
-    HTTPChannel,
+    HeadChannel,
     StreamingH2Connection,
     _TLSConnection,
     OpenSSLConnection,

@@ -27,8 +27,10 @@ from typing import Any
 from h2.events import WindowUpdated
 from twisted.python.failure import Failure
 from twisted.web._http2 import H2Connection
-from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+from twisted.web.http import _GenericHTTPChannelProtocol
 from twisted.web.server import Site
+
+from sse_twisted.transport.http1 import HeadChannel
 
 
 class StreamingH2Connection(H2Connection):
@@ -93,8 +95,8 @@ class StreamingH2Connection(H2Connection):
 
 class _Channel(_GenericHTTPChannelProtocol):
     """
-    Speaks HTTP/1.x or, once TLS has negotiated it, HTTP/2 through a
-    L{StreamingH2Connection}.
+    Speaks HTTP/1.x (through a L{HeadChannel}) or, once TLS has negotiated
+    it, HTTP/2 through a L{StreamingH2Connection}.
     """
 
     def dataReceived(self, data: bytes) -> None:
@@ -107,7 +109,7 @@ class _Channel(_GenericHTTPChannelProtocol):
 
 
 def _channel(site: Site) -> Any:
-    return _Channel(HTTPChannel())
+    return _Channel(HeadChannel())
 
 
 class StreamingSite(Site):
