@@ -16,14 +16,15 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Protocol
+from typing import Any, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from sse_twisted.event import encode_comment, encode_event
-from sse_twisted.log import EventLog, MemoryLog, Record
+from sse_twisted.log import EventLog, LogUnavailable, MemoryLog, Record
 from sse_twisted.observer import Observer
 
 DEFAULT_TOPIC = "default"
@@ -158,11 +159,12 @@ class _Subscription:
 @dataclass(slots=True)
 class _Resuming:
     """
-    A stream whose replay from a shared log is still under way: it joins
-    the fan-out when C{replay} fires, and gets keep-alives meanwhile.
+    A stream whose replay from a shared log is still under way, or that
+    waits for the log to be readable: it joins the fan-out when C{replay}
+    fires, and gets keep-alives meanwhile.
     """
 
-    replay: Deferred[bool]
+    replay: Deferred[Any]
     quiet_since: float
 
 
@@ -179,6 +181,7 @@ class Hub:
         events: EventLog | None = None,
         observer: Observer | None = None,
         groups: Callable[[], SinkGroup] = SinkSet,
+        unavailable: Callable[[], bytes] = bytes,
     ) -> None:
         """
         @param clock: The source of time, for keep-alive bookkeeping.
@@ -187,11 +190,15 @@ class Hub:
         @param observer: Told of opened streams, publishes, fan-outs and
             resumes, such as L{sse_twisted.ops.metrics.Metrics}; by default none.
         @param groups: Makes the group of streams of a topic.
+        @param unavailable: Makes the last bytes of a stream that could not
+            be served because the log could not be read in time, such as
+            a jittered C{retry:} field; by default nothing.
         """
         self._clock = clock
         self._observer = observer
         self._events: EventLog = MemoryLog() if events is None else events
         self._groups = groups
+        self._unavailable = unavailable
         self._subscribers: dict[str, SinkGroup] = {}
         self._subscriptions: dict[EventSink, _Subscription] = {}
         self._resuming: dict[EventSink, _Resuming] = {}
@@ -245,10 +252,33 @@ class Hub:
             if isinstance(replayed, Deferred):
                 self._resuming[sink] = _Resuming(replayed, self._clock.seconds())
                 replayed.addCallback(self._resumed, sink, topics, last_event_id)
-                replayed.addErrback(lambda f: f.trap(CancelledError))
+                replayed.addErrback(self._not_served, sink)
                 return
             self._replayed(replayed, sink, last_event_id)
+        else:
+            held = self._events.hold()
+            if held is not None:
+                self._resuming[sink] = _Resuming(held, self._clock.seconds())
+                held.addCallback(lambda _: self._joined(sink, topics))
+                held.addErrback(self._not_served, sink)
+                return
         self._register(sink, topics)
+
+    def _joined(self, sink: EventSink, topics: tuple[str, ...]) -> None:
+        del self._resuming[sink]
+        self._register(sink, topics)
+
+    def _not_served(self, failure: Failure, sink: EventSink) -> None:
+        """
+        The log could not be read in time for C{sink}: end it with the
+        C{unavailable} farewell, so that its client comes back.
+        """
+        if failure.check(CancelledError):
+            return
+        failure.trap(LogUnavailable)
+        if self._resuming.pop(sink, None) is not None:
+            self.log.info("the event log is not readable: a stream is told to retry")
+            sink.close(self._unavailable())
 
     def _resumed(
         self, replayed: bool, sink: EventSink, topics: tuple[str, ...], after: str

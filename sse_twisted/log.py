@@ -34,6 +34,14 @@ class Record(NamedTuple):
     wire: bytes
 
 
+class LogUnavailable(Exception):
+    """
+    The log could not be read in time: a stream that needs it (to resume,
+    or, before the log was ever read, to start) is told to come back later,
+    never answered from a log that was not read.
+    """
+
+
 class EventLog(Protocol):
     """
     Where published events get their ids and are kept for resuming clients.
@@ -76,7 +84,19 @@ class EventLog(Protocol):
             C{after}; if not, nothing or only a part was written, and the
             client may have missed events. A shared log answers with a
             L{Deferred}, and the stream must join the fan-out in its
-            callback: the log fires it between two deliveries.
+            callback: the log fires it between two deliveries. It waits
+            for the log to be readable (bounded), and fails with
+            L{LogUnavailable} if it was not in time.
+        """
+
+    def hold(self) -> Deferred[None] | None:
+        """
+        Whether a new stream (without an id) may join the fan-out now.
+
+        @return: C{None} if it may; otherwise (a shared log that has not
+            yet read where its stream ends) a L{Deferred} that fails with
+            L{LogUnavailable}: the stream cannot know which events it would
+            miss, and is told to come back.
         """
 
 
@@ -131,6 +151,12 @@ class MemoryLog:
             if record.topic in topics:
                 write(record.wire)
         return True
+
+    def hold(self) -> None:
+        """
+        A memory log is always ready.
+        """
+        return None
 
     def _id(self, seq: int) -> str:
         return f"{self._instance}-{seq}"

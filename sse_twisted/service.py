@@ -12,9 +12,15 @@ from collections.abc import Callable
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
 from twisted.internet.task import deferLater
 from twisted.web.server import Site
+from zope.interface import implementer
 
 from sse_twisted.event import encode_jittered_retry
 from sse_twisted.hub import Hub
@@ -90,6 +96,32 @@ class GarbageCollectorTuning(Service):
         if self._saved is not None:
             gc.set_threshold(*self._saved)
             gc.unfreeze()
+
+
+@implementer(IStreamServerEndpoint)
+class ListenWhenReady:
+    """
+    An endpoint that starts listening once something is ready, such as a
+    shared event log that has read where its stream ends: meanwhile,
+    clients wait in the listen queue (of a socket a parent process bound
+    for its workers) or are refused, and come back; none is served from a
+    log that was not read.
+
+    @ivar endpoint: Where it listens.
+    """
+
+    def __init__(
+        self, endpoint: IStreamServerEndpoint, ready: Callable[[], Deferred[None]]
+    ) -> None:
+        """
+        @param endpoint: Where to listen.
+        @param ready: Fires when listening may start; it should not fail.
+        """
+        self.endpoint = endpoint
+        self._ready = ready
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        return self._ready().addCallback(lambda _: self.endpoint.listen(factory))
 
 
 def _every(

@@ -22,6 +22,7 @@ from twisted.python.filepath import FilePath
 
 from sse_twisted.app import Settings, SSEApp, package_version
 from sse_twisted.auth import config as auth_config
+from sse_twisted.event import encode_jittered_retry
 from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import Hub
 from sse_twisted.log import MemoryLog
@@ -30,7 +31,7 @@ from sse_twisted.ops.metrics import Metrics
 from sse_twisted.overload import ClientLimit
 from sse_twisted.redis.client import InvalidRedisURL, RedisAddress
 from sse_twisted.redis.log import redis_log
-from sse_twisted.service import sse_service
+from sse_twisted.service import ListenWhenReady, sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
 from sse_twisted.transport.eager import EagerTCPServerEndpoint
 from sse_twisted.workers.supervisor import WorkerSupervisor
@@ -410,6 +411,7 @@ def makeService(
         MemoryLog(options["history"]) if shared is None else shared,
         observer=metrics,
         groups=fanout.groups,
+        unavailable=lambda: encode_jittered_retry(options["retry"]),
     )
     limit = None
     if options["max-clients"]:
@@ -434,6 +436,8 @@ def makeService(
         publish_open=options["publish-open"],
         fanout=fanout.name,
     )
+    if shared is not None:
+        endpoints = [ListenWhenReady(e, shared.read_or_given_up) for e in endpoints]
     service = sse_service(
         hub,
         SSEApp(hub, settings, limit=limit, observer=metrics, broker=shared).site(),

@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 
 from sse_twisted.hub import Hub
 from sse_twisted.redis.client import BrokerUnavailable, RedisError
-from sse_twisted.redis.log import READ_COUNT, RedisLog, parse_entry_id
+from sse_twisted.redis.log import HOLD_TIMEOUT, READ_COUNT, RedisLog, parse_entry_id
 from sse_twisted.testing import RecordingSink
 
 
@@ -340,12 +340,105 @@ def test_unknown_or_trimmed_id_gets_resync(after: str, stream: Any) -> None:
     assert ids(sink) == ["2-0", "3-0"]
 
 
-def test_replay_failure_gets_resync() -> None:
-    s = Setup(newest="2-0")
+RETRY = b"retry: 4321\n\n"
+
+
+class HeldSetup(Setup):
+    """
+    A L{Setup} whose hub ends the streams it cannot serve with L{RETRY},
+    whose publishing connection reconnects when the test says, and whose
+    reader has not read where the stream ends until the test says.
+    """
+
+    def __init__(self) -> None:
+        self.publisher = FakeConnection()
+        self.reader = FakeConnection()
+        self.clock = Clock()
+        self.log = RedisLog(self.publisher, self.reader, self.clock, "ssedemo", 100)  # type: ignore[arg-type]
+        self.observer = CountingObserver()
+        self.hub = Hub(self.clock, self.log, unavailable=lambda: RETRY)  # type: ignore[arg-type]
+        self.log.feed(self.hub)
+        self.reconnected: Deferred[None] = Deferred()
+        self.publisher.when_connected = lambda: self.reconnected  # type: ignore[method-assign]
+        self.log.startService()
+
+    def positioned(self, newest: str) -> None:
+        self.reader.answer("XREVRANGE", [entry(newest)])
+
+
+def test_resume_before_the_first_read_is_held_then_replayed() -> None:
+    """
+    A client that resumes before the reader knows where the stream ends is
+    neither replayed nor told to resync: it is held, then replayed exactly.
+    """
+    s = HeldSetup()
     sink = resume(s, "1-0")
+    assert s.publisher.waiting("XRANGE") == 0 and sink.parsed().events == []
+    s.positioned("3-0")
+    s.publisher.answer("XRANGE", [entry("1-0"), entry("2-0"), entry("3-0")])
+    s.read(entry("4-0"))
+    assert ids(sink) == ["2-0", "3-0", "4-0"]
+
+
+def test_new_stream_before_the_first_read_is_told_to_retry() -> None:
+    """
+    A new stream before the reader knows where the stream ends could miss
+    events appended meanwhile: it is told to come back.
+    """
+    s = HeldSetup()
+    sink = RecordingSink()
+    s.hub.subscribe(sink)
+    assert sink.closed_with == RETRY and len(s.hub) == 0
+    s.positioned("3-0")
+    later = RecordingSink()
+    s.hub.subscribe(later)
+    s.read(entry("4-0"))
+    assert ids(later) == ["4-0"]
+
+
+def test_replay_while_redis_is_unreachable_waits_for_it() -> None:
+    """
+    A replay that fails because Redis went away is held until Redis is
+    back, then replayed from where it was, not answered with resync.
+    """
+    s = HeldSetup()
+    s.positioned("2-0")
+    sink = resume(s, "1-0")
+    s.publisher.connected = False
     s.publisher.answer("XRANGE", BrokerUnavailable("lost"))
-    assert [e.type for e in sink.parsed().events] == ["resync"]
-    assert len(s.hub) == 1
+    s.clock.advance(1.0)
+    assert sink.parsed().events == [] and len(s.hub) == 1
+    s.publisher.connected = True
+    s.reconnected.callback(None)
+    s.publisher.answer("XRANGE", [entry("1-0"), entry("2-0")])
+    s.read(entry("3-0"))
+    assert ids(sink) == ["2-0", "3-0"]
+    assert sink.closed_with is None
+
+
+def test_held_too_long_is_told_to_retry() -> None:
+    """
+    A stream held longer than the hold time-out gets the jittered retry
+    answer and is forgotten; one that resumes later is replayed.
+    """
+    s = HeldSetup()
+    s.positioned("2-0")
+    s.publisher.connected = False
+    sink = resume(s, "1-0")
+    s.clock.advance(HOLD_TIMEOUT - 0.1)
+    assert sink.closed_with is None
+    s.clock.advance(0.1)
+    assert sink.closed_with == RETRY and len(s.hub) == 0
+
+
+def test_leaving_while_held_cancels_the_wait() -> None:
+    s = HeldSetup()
+    s.positioned("2-0")
+    s.publisher.connected = False
+    sink = resume(s, "1-0")
+    s.hub.unsubscribe(sink)
+    s.clock.advance(HOLD_TIMEOUT)
+    assert sink.closed_with is None and len(s.hub) == 0
 
 
 def test_stream_closed_during_replay_is_forgotten() -> None:

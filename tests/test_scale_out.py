@@ -240,9 +240,11 @@ def test_redis_restart_while_publishing_loses_nothing() -> None:
 
 def test_serves_while_redis_is_unreachable_and_recovers() -> None:
     """
-    With Redis not reachable at start, ssedemo serves anyway: streams open,
-    /health says the broker is down, publishing answers 503; once Redis is
-    there, the broker is up and publishing works.
+    With Redis not reachable at start, ssedemo serves anyway: /health says
+    the broker is down, publishing answers 503, and a stream, which cannot
+    know what it would miss from a log never read, is told to come back
+    (a retry: field, then its end) rather than answered from nothing; once
+    Redis is there, the broker is up, and streams and publishing work.
     """
     redis = RedisServer(port=free_port())
     try:
@@ -252,12 +254,14 @@ def test_serves_while_redis_is_unreachable_and_recovers() -> None:
             ).start()
             stack.callback(server.stop)
             assert server.health()["broker"] == "down"
+            with streams((server.port, None)) as (early,):
+                assert early.ended.wait(DEADLINE)
+                assert early._parser.retry is not None
+                assert early.events == []
+            assert post(server.port, "x")[:1] == (503,)
+            redis.start()
+            eventually(lambda: server.health()["broker"] == "ok" or None, "broker ok")
             with streams((server.port, None)) as (client,):
-                assert post(server.port, "x")[:1] == (503,)
-                redis.start()
-                eventually(
-                    lambda: server.health()["broker"] == "ok" or None, "broker ok"
-                )
                 status, body, _ = post(server.port, "x")
                 assert status == 200
                 client.wait_for_ids([str(body["id"])])
@@ -322,3 +326,54 @@ def test_clients_hop_between_instances_while_both_publish(
         assert set(received) == set(accepted)
         keys = [tuple(map(int, i.split("-"))) for i in received]
         assert keys == sorted(keys)
+
+
+def published(port: int, data: str) -> str:
+    """
+    Publish C{data}, trying again (bounded) while the server answers 503.
+
+    @return: The event's id.
+    """
+    answer = eventually(
+        lambda: (lambda a: a if a[0] == 200 else None)(post(port, data)), "published"
+    )
+    return str(answer[1]["id"])
+
+
+def test_restarted_workers_resume_every_client_exactly(
+    redis_server: RedisServer,
+) -> None:
+    """
+    Streams on C{--workers 2 --redis}; the server is stopped (SIGTERM),
+    events are appended to Redis while no ssedemo runs, the server starts
+    again and every client reconnects at once with its C{Last-Event-ID}
+    while events are published: each gets exactly the events after its
+    id, in order, once, and no resync (even those whose worker had not
+    read the stream yet when they came).
+    """
+    args = ["--redis", redis_server.url, "--workers", "2", "--heartbeat", "0"]
+    server = TwistdServer(args=args).start()
+    try:
+        port = server.port
+        first = [published(port, f"e{i}") for i in range(3)]
+        with streams(*[(port, None)] * 6) as clients:
+            eventually(lambda: server.health()["status"] == "ok" or None, "up")
+            more = [published(port, f"m{i}") for i in range(3)]
+            for client in clients:
+                client.wait_for_ids(more)
+            server.stop()
+            for client in clients:
+                assert client.ended.wait(DEADLINE)
+            last = [client.ids()[-1] for client in clients]
+        assert set(last) == {more[-1]} and first[-1] < more[0]
+        offline = [
+            redis_server.cli("XADD", "ssedemo", "*", "data", f"o{i}") for i in range(3)
+        ]
+        server = TwistdServer(port=port, args=args).start()
+        with streams(*[(port, last_id) for last_id in last]) as resumed:
+            later = [published(port, f"l{i}") for i in range(3)]
+            for client in resumed:
+                assert client.wait_for_ids(offline + later) == offline + later
+                assert "resync" not in [e.type for e in client.events]
+    finally:
+        server.stop()

@@ -18,7 +18,7 @@ from sse_twisted.ops.jsonlog import JsonLog
 from sse_twisted.overload import ClientLimit
 from sse_twisted.redis.client import RedisAddress
 from sse_twisted.redis.log import RedisLog
-from sse_twisted.service import StreamCloser
+from sse_twisted.service import ListenWhenReady, StreamCloser
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
 from sse_twisted.transport.eager import EagerTCPServerEndpoint
 from sse_twisted.workers.supervisor import WorkerSupervisor
@@ -514,13 +514,15 @@ def test_workers_make_a_supervisor(tmp_path: Path) -> None:
 
 def test_make_service_on_a_given_endpoint() -> None:
     """
-    A worker's service serves the endpoint it is given, not C{--port}.
+    A worker's service serves the endpoint it is given, not C{--port},
+    once its shared log has read where the stream ends.
     """
     reactor = MemoryReactorClock()
     endpoint = EagerTCPServerEndpoint(reactor, 1234)
     service = makeService(parse("--redis", REDIS, "--workers", "2"), reactor, endpoint)
     [web] = [c for c in service if isinstance(c, StreamServerEndpointService)]  # type: ignore[attr-defined]
-    assert web.endpoint is endpoint
+    assert isinstance(web.endpoint, ListenWhenReady)
+    assert web.endpoint.endpoint is endpoint
 
 
 def test_port_help_states_the_defaults() -> None:

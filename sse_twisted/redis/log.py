@@ -14,6 +14,13 @@ process's reader goes on: the replay writes up to where it got, then what
 the reader read meanwhile, and the stream joins the hub once the reader has
 passed everything written to it. So it gets no event twice and misses none,
 even when its id came from a process that is ahead of this one.
+
+Nobody is answered from a log that was not read: until the reader knows
+where the stream ends (just after start, or while Redis cannot be reached
+at start), and while Redis cannot be reached, a resuming stream is held (at
+most L{HOLD_TIMEOUT}) and replayed once the log is readable again; a new
+stream before the first read is held the same way. Past the time-out, the
+stream fails with L{LogUnavailable}: the hub tells its client to retry.
 """
 
 from __future__ import annotations
@@ -23,15 +30,22 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, gatherResults, succeed
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    fail,
+    gatherResults,
+    succeed,
+)
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sse_twisted.event import InvalidEventField, encode_event
 from sse_twisted.hub import DEFAULT_TOPIC, MAX_EVENT_NAME, is_topic_name
-from sse_twisted.log import Record
+from sse_twisted.log import LogUnavailable, Record
 from sse_twisted.redis.client import (
     COMMAND_TIMEOUT,
     RedisAddress,
@@ -47,6 +61,12 @@ READ_COUNT = 1000
 
 READ_RETRY = 1.0
 """Seconds before reading again after Redis refused to read."""
+
+HOLD_TIMEOUT = 5.0
+"""
+Seconds a stream waits for the log to be readable before its client is
+told to retry.
+"""
 
 EntryId = tuple[int, int]
 """A stream entry id, C{<milliseconds>-<sequence>}, as numbers that compare."""
@@ -95,6 +115,7 @@ class _Resumption:
     done: Deferred[bool]
     mark: EntryId
     held: list[tuple[EntryId, Record | None]] | None = field(default_factory=list)
+    waiting: Deferred[None] | None = None
 
 
 class RedisLog(Service):
@@ -111,6 +132,7 @@ class RedisLog(Service):
         clock: IReactorTime,
         key: str = "ssedemo",
         history: int = 1000,
+        hold_timeout: float = HOLD_TIMEOUT,
     ) -> None:
         """
         @param publisher: The connection that appends and replays.
@@ -118,7 +140,11 @@ class RedisLog(Service):
         @param clock: Times the retries.
         @param key: The stream's key.
         @param history: The approximate length the stream is trimmed to.
+        @param hold_timeout: How long, in seconds, a stream waits for the
+            log to be readable.
         """
+        self._hold_timeout = hold_timeout
+        self._waiting: list[Deferred[None]] = []
         self._publisher = publisher
         self._reader = reader
         self._clock = clock
@@ -147,6 +173,72 @@ class RedisLog(Service):
         return self._publisher.connected and self._reader.connected
 
     @property
+    def readable(self) -> bool:
+        """
+        Whether a replay can start now: the reader knows where the stream
+        ends, and both connections are up.
+        """
+        return self._position is not None and self.available
+
+    def hold(self) -> Deferred[None] | None:
+        """
+        @return: C{None} once the reader knows where the stream ends (new
+            streams then miss nothing: the reader reads on from there);
+            before, a L{Deferred} that fails with L{LogUnavailable}.
+        """
+        if self._position is not None:
+            return None
+        return fail(LogUnavailable("the Redis stream has not been read yet"))
+
+    def read_or_given_up(self) -> Deferred[None]:
+        """
+        @return: Fires once the reader knows where the stream ends, or after
+            the hold time-out if it does not by then (Redis unreachable):
+            a port that starts listening then serves every stream from the
+            first, and tells them to come back while the log stays unread.
+        """
+        if self._position is not None:
+            return succeed(None)
+        waiter = self._when_readable()
+        waiter.addErrback(lambda f: f.trap(LogUnavailable))
+        return waiter
+
+    def _when_readable(self) -> Deferred[None]:
+        """
+        @return: Fires once L{readable}, or fails with L{LogUnavailable}
+            after the hold time-out.
+        """
+        if self.readable:
+            return succeed(None)
+
+        def cancel(_: Deferred[None]) -> None:
+            if waiter in self._waiting:
+                self._waiting.remove(waiter)
+            if timer.active():
+                timer.cancel()
+
+        def expire() -> None:
+            self._waiting.remove(waiter)
+            waiter.errback(LogUnavailable("Redis is not readable"))
+
+        waiter: Deferred[None] = Deferred(cancel)
+        timer = self._clock.callLater(self._hold_timeout, expire)
+        waiter.addBoth(_cancelling(timer))
+        self._waiting.append(waiter)
+        if not self._publisher.connected:
+            self._publisher.when_connected().addCallbacks(
+                lambda _: self._wake(), lambda f: f.trap(CancelledError)
+            )
+        return waiter
+
+    def _wake(self) -> None:
+        if not self.readable:
+            return
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            waiter.callback(None)
+
+    @property
     def last_id(self) -> str | None:
         """
         The id of the last entry read (or, before any, the newest entry
@@ -164,6 +256,9 @@ class RedisLog(Service):
         super().stopService()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            waiter.errback(LogUnavailable("stopping"))
         return gatherResults([self._publisher.stop(), self._reader.stop()])
 
     def append(self, data: str, event: str | None, topic: str) -> Deferred[str]:
@@ -193,15 +288,18 @@ class RedisLog(Service):
 
         @return: Fires with C{True} at the moment the caller must let the
             stream join the fan-out; or with C{False} if C{after} is not an
-            entry of the stream (any more), or Redis is unavailable.
+            entry of the stream (any more); fails with L{LogUnavailable}
+            if the log was not readable within the hold time-out.
         """
         key = parse_entry_id(after)
-        if key is None or self._position is None:
+        if key is None:
             return succeed(False)
 
         def forget(_: Deferred[bool]) -> None:
             if resumption in self._resumptions:
                 self._resumptions.remove(resumption)
+            if resumption.waiting is not None:
+                resumption.waiting.cancel()
 
         resumption = _Resumption(key, topics, write, Deferred(forget), key)
         self._resumptions.append(resumption)
@@ -209,6 +307,17 @@ class RedisLog(Service):
         return resumption.done
 
     def _fetch(self, resumption: _Resumption, start: str, first: bool) -> None:
+        if resumption.done.called:
+            return
+        if not self.readable:
+            ready = self._when_readable()
+            resumption.waiting = ready
+            ready.addCallbacks(
+                lambda _: self._fetch(resumption, start, first),
+                self._unreadable,
+                errbackArgs=(resumption,),
+            )
+            return
         page = self._publisher.execute(
             "XRANGE", self._key, start, "+", "COUNT", READ_COUNT
         )
@@ -216,7 +325,7 @@ class RedisLog(Service):
             self._fetched,
             self._fetch_failed,
             callbackArgs=(resumption, first),
-            errbackArgs=(resumption,),
+            errbackArgs=(resumption, start, first),
         )
 
     def _fetched(
@@ -243,13 +352,37 @@ class RedisLog(Service):
             self._advance(resumption, key, record)
         self._settle(resumption)
 
-    def _fetch_failed(self, failure: Failure, resumption: _Resumption) -> None:
+    def _fetch_failed(
+        self, failure: Failure, resumption: _Resumption, start: str, first: bool
+    ) -> None:
         if resumption.done.called:
             return
         self.log.warn(
-            "cannot replay from Redis ({error})", error=failure.getErrorMessage()
+            "cannot replay from Redis ({error}); waiting for it",
+            error=failure.getErrorMessage(),
         )
-        self._finish(resumption, False)
+        # Readable still: the connection has not noticed it was lost yet.
+        ready = self._when_readable_later() if self.readable else self._when_readable()
+        resumption.waiting = ready
+        ready.addCallbacks(
+            lambda _: self._fetch(resumption, start, first),
+            self._unreadable,
+            errbackArgs=(resumption,),
+        )
+
+    def _when_readable_later(self) -> Deferred[None]:
+        """
+        @return: Fires after L{READ_RETRY} seconds if readable then, else
+            as L{_when_readable}.
+        """
+        later = deferLater(self._clock, READ_RETRY, lambda: None)
+        return later.addCallback(lambda _: self._when_readable())
+
+    def _unreadable(self, failure: Failure, resumption: _Resumption) -> None:
+        if failure.check(CancelledError) or resumption.done.called:
+            return
+        self._resumptions.remove(resumption)
+        resumption.done.errback(failure)
 
     def _advance(
         self, resumption: _Resumption, key: EntryId, record: Record | None
@@ -286,6 +419,7 @@ class RedisLog(Service):
                 lambda _: self._next(), lambda f: f.trap(CancelledError)
             )
             return
+        self._wake()
         if self._position is None:
             newest = reader.execute("XREVRANGE", self._key, "+", "-", "COUNT", 1)
             newest.addCallbacks(self._positioned, self._read_failed)
@@ -318,6 +452,7 @@ class RedisLog(Service):
             key=self._key,
             id=self._last_id or "its start",
         )
+        self._wake()
         self._next()
 
     def _check_trimmed(self, oldest: list[Any], checked_from: EntryId | None) -> None:
@@ -346,6 +481,7 @@ class RedisLog(Service):
         if reply:
             for raw_id, fields in reply[0][1]:
                 self._take(_text(raw_id), fields)
+        self._wake()
         self._next()
 
     def _read_failed(self, failure: Failure) -> None:
@@ -412,6 +548,15 @@ class RedisLog(Service):
                 )
             return None
         return Record(entry_id, topic, wire)
+
+
+def _cancelling(timer: IDelayedCall) -> Callable[[object], object]:
+    def cancel(result: object) -> object:
+        if timer.active():
+            timer.cancel()
+        return result
+
+    return cancel
 
 
 def _text(value: bytes) -> str:
