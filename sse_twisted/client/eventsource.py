@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -594,9 +595,13 @@ def _describe(failure: Failure) -> str:
     reasons = getattr(failure.value, "reasons", None)
     if reasons:
         failure = reasons[0]
+    if failure.check(ConnectionRefusedError):
+        return "connection refused"
+    if failure.check(DNSLookupError):
+        return f"DNS lookup failed ({failure.value})"
     if failure.check(CancelledError):
         return "cancelled"
-    message = failure.getErrorMessage()
+    message = failure.getErrorMessage().rstrip(".")
     return message if message else type(failure.value).__name__
 
 
