@@ -41,7 +41,9 @@ class EventStreamParser:
     """
     Feed it a stream's bytes as they arrive, split anywhere (between CR and
     LF, inside a UTF-8 sequence); it returns the events a browser would
-    dispatch, and keeps the retry delay and the last event id.
+    dispatch, and keeps the retry delay and the last event id. A line
+    that ends with CR is taken at once (an event is not held back until
+    the next byte shows whether an LF follows).
 
     As the specification says, one leading byte order mark is dropped,
     bytes that are not UTF-8 become U+FFFD, an C{id} containing NUL is
@@ -66,6 +68,7 @@ class EventStreamParser:
     record: bool = True
     _buffer: str = ""
     _started: bool = False
+    _after_cr: bool = False
     _decoder: codecs.IncrementalDecoder = field(default_factory=_utf8_decoder)
     _data: list[str] = field(default_factory=list)
     _type: str = ""
@@ -77,19 +80,20 @@ class EventStreamParser:
         @return: The events that these bytes completed.
         """
         text = self._decoder.decode(chunk)
-        if not self._started and text:
+        if text and not self._started:
             self._started = True
             text = text.removeprefix(_BOM)
-        self._buffer += text
+        if text and self._after_cr:
+            # The line ended at the CR already; an LF after it is its CRLF.
+            self._after_cr = False
+            text = text.removeprefix("\n")
+        buffer = self._buffer + text
         completed: list[ParsedEvent] = []
         start = 0
-        buffer = self._buffer
-        while True:
-            found = _LINE_END.search(buffer, start)
-            if found is None or (found.group() == "\r" and found.end() == len(buffer)):
-                break  # no whole line yet, or a CR that may start a CRLF
+        while (found := _LINE_END.search(buffer, start)) is not None:
             self._line(buffer[start : found.start()], completed)
             start = found.end()
+            self._after_cr = found.group() == "\r" and start == len(buffer)
         self._buffer = buffer[start:]
         if self.record:
             self.events.extend(completed)
