@@ -19,8 +19,8 @@ import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from twisted.python import usage
 
-from sse_twisted.cli._common import VerbOptions
 from sse_twisted.auth.jwt import ALGORITHMS, BadKey, load_key, short_key_warning
+from sse_twisted.cli._common import VerbOptions
 
 DEFAULT_TTL = 3600
 """Seconds a token is valid for, unless C{--ttl} says otherwise."""
@@ -90,7 +90,7 @@ def signing_key(text: bytes, algorithm: str) -> Any:
 
     @param text: The key file's contents.
     @param algorithm: One of L{ALGORITHMS}.
-    @return: The key, ready for L{jwt.encode}.
+    @return: The key, ready for C{jwt.encode}.
     @raise BadKey: If C{text} is no such key.
     """
     if algorithm.startswith("HS"):

@@ -54,7 +54,7 @@ class EventStreamParser:
     @ivar comments: Every comment line (without its colon), if C{record}
         is set.
     @ivar retry: The last valid C{retry:} value, in milliseconds, or
-        L{None}.
+        C{None}.
     @ivar last_event_id: The last event id: give the one a client already
         has when it reconnects.
     @ivar record: Whether to keep the events and comments in C{events} and

@@ -72,7 +72,7 @@ class ServerFailed(PublishFailed):
     A C{5xx}: the server could not take the event now.
 
     @ivar retry_after: Seconds after which to try again (C{Retry-After},
-        as a 503 gives it), or L{None}.
+        as a 503 gives it), or C{None}.
     """
 
     def __init__(
