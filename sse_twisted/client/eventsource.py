@@ -472,8 +472,9 @@ class EventSource:
             self._call(listener, event)
         if not self._iterating:
             return
-        if self._waiters:
-            self._waiters.popleft().callback(event)
+        waiter = self._next_waiter()
+        if waiter is not None:
+            waiter.callback(event)
         else:
             self._queue.append(event)
             if len(self._queue) >= QUEUE_HIGH and not self._paused:
@@ -551,9 +552,20 @@ class EventSource:
         self._wake_all()
         self._call(self.on_error, failure)
 
-    def _wake_all(self) -> None:
+    def _next_waiter(self) -> Deferred[object] | None:
+        """
+        @return: The first C{async for} still waiting (one that was
+            cancelled, by a timeout say, waits no more), if any.
+        """
         while self._waiters:
-            self._waiters.popleft().callback(_END)
+            waiter = self._waiters.popleft()
+            if not waiter.called:
+                return waiter
+        return None
+
+    def _wake_all(self) -> None:
+        while (waiter := self._next_waiter()) is not None:
+            waiter.callback(_END)
 
     def _call(self, function: Callable[..., object] | None, *args: object) -> None:
         if function is None:
