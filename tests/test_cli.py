@@ -35,6 +35,10 @@ class Run(ProcessProtocol):
         self.out = b""
         self.err = b""
         self.ended: Deferred[int] = Deferred()
+        self.out_closed = False
+
+    def outConnectionLost(self) -> None:
+        self.out_closed = True
 
     def outReceived(self, data: bytes) -> None:
         self.out += data
@@ -140,6 +144,7 @@ async def test_tail_ends_quietly_when_stdout_is_closed(server: Ssedemo) -> None:
     tail = start("tail", f"{server.url}/sse", "--json")
     await waiting(lambda: len(tail.lines()) == 1)
     tail.transport.closeStdout()
+    await waiting(lambda: tail.out_closed)  # closed on the reactor's next turn
     server.hub.publish("one more")
     assert await tail.status() == 0
     assert tail.err == b""
