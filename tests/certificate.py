@@ -1,6 +1,6 @@
 """
 Throwaway TLS certificates for the tests, made with the C{openssl} command
-as the README tells users to.
+as docs/operations.md tells users to.
 """
 
 from __future__ import annotations

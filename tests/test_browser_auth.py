@@ -28,7 +28,7 @@ from test_browser import (  # noqa: F401 (fixtures)
 from tokens import SECRET, grants
 from twistd_process import TwistdServer
 
-# The page of the README's "Authorization" section, with a log for the test.
+# The page of docs/authorization.md's token-expiry example, with a log for the test.
 PAGE = """<!doctype html>
 <title>orders</title>
 <script>
