@@ -22,14 +22,16 @@ from twisted.python.filepath import FilePath
 
 from sse_twisted.app import Settings, SSEApp, package_version
 from sse_twisted.auth import config as auth_config
+from sse_twisted.auth.gate import Patterns
 from sse_twisted.fanout import choose_fanout
-from sse_twisted.hub import Hub
+from sse_twisted.hub import Hub, is_topic_name
 from sse_twisted.log import MemoryLog
 from sse_twisted.ops.jsonlog import STDOUT, JsonLog
 from sse_twisted.ops.metrics import Metrics
 from sse_twisted.overload import ClientLimit
 from sse_twisted.redis.client import InvalidRedisURL, RedisAddress
 from sse_twisted.redis.log import redis_log
+from sse_twisted.retained import DEFAULT_MAX_KEYS
 from sse_twisted.service import sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
 from sse_twisted.transport.eager import EagerTCPServerEndpoint
@@ -54,6 +56,7 @@ _MAX_HISTORY = 1_000_000
 _MIN_REDIS_HISTORY = 100
 _MAX_CLIENTS = 100_000_000
 _MAX_WORKERS = 1024
+_MAX_KEYS = 100_000_000
 
 
 def endpoint_description(port: str) -> str:
@@ -139,6 +142,15 @@ class Options(usage.Options):
             " resuming off.",
             int,
         ],
+        [
+            "max-keys",
+            None,
+            DEFAULT_MAX_KEYS,
+            "Most retained values (events published with a key), across all"
+            " topics (with --redis, across every ssedemo on the stream); a"
+            " new key beyond them is refused with 507.",
+            int,
+        ],
         ["retry", None, 3000, "Reconnection delay told to clients, in ms.", int],
         [
             "max-clients",
@@ -204,6 +216,7 @@ class Options(usage.Options):
         super().__init__()
         self["cors-origin"] = []
         self["ports"] = []
+        self["conflate"] = []
 
     def opt_port(self, port: str) -> None:
         """Where to listen (repeatable; default 8080): a port number, or a Twisted server endpoint description such as tcp:8080:interface=127.0.0.1 or ssl:8443:privateKey=key.pem:certKey=cert.pem (HTTPS, and HTTP/2 by ALPN). TCP and TLS get a listen backlog of 4096 unless given."""  # noqa: E501 (one line: --help keeps a docstring's line breaks)
@@ -224,6 +237,12 @@ class Options(usage.Options):
         """Let this origin use /sse and /publish (repeatable; * for any)."""
         self["cors-origin"].append(origin)
 
+    def opt_conflate(self, pattern: str) -> None:
+        """Conflate keyed events of these topics (repeatable; an exact topic, prefix.* or *): a stream that is behind gets only the newest pending event of each key, and stays connected as long as one event per key fits in --max-backlog. Off by default."""  # noqa: E501
+        if pattern != "*" and not is_topic_name(pattern.removesuffix(".*")):
+            raise usage.UsageError(f"--conflate {pattern}: a topic name, prefix.* or *")
+        self["conflate"].append(pattern)
+
     def opt_public_topic(self, pattern: str) -> None:
         """Let anyone subscribe to this topic pattern, no token checked (repeatable)."""
         auth_config.public_topic(self, pattern)
@@ -237,6 +256,7 @@ class Options(usage.Options):
         _check_range(self, "max-backlog", 1, 1 << 32)
         _check_range(self, "history", 0, _MAX_HISTORY)
         _check_range(self, "retry", 0, _MAX_RETRY)
+        _check_range(self, "max-keys", 0, _MAX_KEYS)
         _check_range(self, "max-clients", 0, _MAX_CLIENTS)
         if self["metrics"] is not None:
             self["metrics"] = _endpoint("metrics", self["metrics"])
@@ -402,14 +422,23 @@ def makeService(
     shared = (
         None
         if address is None
-        else redis_log(reactor, address, options["redis-key"], options["history"])
+        else redis_log(
+            reactor,
+            address,
+            options["redis-key"],
+            options["history"],
+            options["max-keys"],
+        )
     )
     metrics = Metrics() if options["metrics"] else None
     hub = Hub(
         clock,
-        MemoryLog(options["history"]) if shared is None else shared,
+        MemoryLog(options["history"], max_keys=options["max-keys"], clock=clock)
+        if shared is None
+        else shared,
         observer=metrics,
         groups=fanout.groups,
+        conflated=Patterns(options["conflate"]).covers if options["conflate"] else None,
     )
     limit = None
     if options["max-clients"]:

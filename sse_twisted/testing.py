@@ -23,7 +23,7 @@ class RecordingSink:
         self.writes: list[bytes] = []
         self.closed_with: bytes | None = None
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, conflate: object = None) -> None:
         self.writes.append(data)
 
     def close(self, farewell: bytes = b"") -> None:

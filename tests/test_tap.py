@@ -119,6 +119,11 @@ def test_tls_port_is_served_as_tcp_ports_are(port: str, description: str) -> Non
         ["--redis", "redis://localhost:6379/0?timeout=1"],
         ["--redis", "redis://localhost", "--history", "99"],
         ["--redis-key", ""],
+        ["--max-keys", "-1"],
+        ["--max-keys", "many"],
+        ["--conflate", "bad topic"],
+        ["--conflate", "prices*"],
+        ["--conflate", ""],
     ],
 )
 def test_bad_options_are_usage_errors(args: list[str]) -> None:
@@ -531,3 +536,21 @@ def test_port_help_states_the_defaults() -> None:
     help_text = " ".join(str(Options()).split())
     assert f"default {tap.DEFAULT_PORT})" in help_text
     assert f"listen backlog of {tap.DEFAULT_BACKLOG} unless given" in help_text
+
+
+def test_live_state_options() -> None:
+    """
+    C{--max-keys} defaults to 10,000; C{--conflate} repeats and takes the
+    patterns of authorization.
+    """
+    assert parse()["max-keys"] == 10_000
+    assert parse()["conflate"] == []
+    options = parse("--max-keys", "5", "--conflate", "prices.*", "--conflate", "*")
+    assert options["max-keys"] == 5
+    assert options["conflate"] == ["prices.*", "*"]
+
+
+def test_help_names_the_live_state_options() -> None:
+    text = str(Options())
+    assert "--max-keys=" in text and "[default: 10000]" in text
+    assert "--conflate=" in text

@@ -130,6 +130,12 @@ class Metrics:
             "Event streams refused because --max-clients were open.",
             registry=registry,
         )
+        self._conflated = Counter(
+            "ssedemo_events_conflated",
+            "Queued events discarded on streams that are behind, replaced by"
+            " newer ones of the same topic and key (--conflate).",
+            registry=registry,
+        )
         resumes = Counter(
             "ssedemo_resumes_total",
             "Clients that came back with a last event id, by result.",
@@ -176,6 +182,9 @@ class Metrics:
 
     def resumed(self, replayed: bool) -> None:
         (self._replayed if replayed else self._resync).inc()
+
+    def conflated(self, count: int) -> None:
+        self._conflated.inc(count)
 
     def dropped_slow(self) -> None:
         self._dropped_slow.inc()

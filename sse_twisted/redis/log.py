@@ -9,6 +9,11 @@ the hub, so every process delivers the same events in the same order, its
 own ones included. Entries that cannot be sent are skipped, logged and
 counted.
 
+An event with a key is appended by a Lua script that writes its retained
+value too (L{sse_twisted.redis.retained}); snapshots read them with the
+stream's position, and rewinds find their start with C{XREVRANGE} (or
+C{TIME}), then replay like a resume.
+
 A client that resumes is replayed from the stream (C{XRANGE}) while this
 process's reader goes on: the replay writes up to where it got, then what
 the reader read meanwhile, and the stream joins the hub once the reader has
@@ -31,13 +36,15 @@ from twisted.python.failure import Failure
 
 from sse_twisted.event import InvalidEventField, encode_event
 from sse_twisted.hub import DEFAULT_TOPIC, MAX_EVENT_NAME, is_topic_name
-from sse_twisted.log import Record
+from sse_twisted.log import Record, Rewind, Snapshot
 from sse_twisted.redis.client import (
     COMMAND_TIMEOUT,
     RedisAddress,
     RedisConnection,
     RedisError,
 )
+from sse_twisted.redis.retained import publish_keyed, read_snapshot
+from sse_twisted.retained import DEFAULT_MAX_KEYS
 
 READ_BLOCK = 2.0
 """Seconds one C{XREAD} waits for new entries before it is sent again."""
@@ -60,6 +67,24 @@ def parse_entry_id(text: str) -> EntryId | None:
     if not (dash and _is_number(milliseconds) and _is_number(sequence)):
         return None
     return int(milliseconds), int(sequence)
+
+
+def format_entry_id(entry_id: EntryId) -> str:
+    """
+    @return: C{entry_id} as Redis writes it.
+    """
+    return f"{entry_id[0]}-{entry_id[1]}"
+
+
+def preceding(entry_id: EntryId) -> EntryId:
+    """
+    @return: The greatest entry id less than C{entry_id} (not C{0-0}).
+    """
+    milliseconds, sequence = entry_id
+    return (milliseconds, sequence - 1) if sequence else (milliseconds - 1, _MAX_SEQ)
+
+
+_MAX_SEQ = (1 << 64) - 1
 
 
 def _is_number(text: str) -> bool:
@@ -111,6 +136,7 @@ class RedisLog(Service):
         clock: IReactorTime,
         key: str = "ssedemo",
         history: int = 1000,
+        max_keys: int = DEFAULT_MAX_KEYS,
     ) -> None:
         """
         @param publisher: The connection that appends and replays.
@@ -118,12 +144,15 @@ class RedisLog(Service):
         @param clock: Times the retries.
         @param key: The stream's key.
         @param history: The approximate length the stream is trimmed to.
+        @param max_keys: The most retained values, across all topics and
+            all processes on the stream.
         """
         self._publisher = publisher
         self._reader = reader
         self._clock = clock
         self._key = key
         self._history = history
+        self._max_keys = max_keys
         self._listener: Listener | None = None
         self._position: EntryId | None = None
         self._last_id: str | None = None
@@ -166,16 +195,31 @@ class RedisLog(Service):
             self._retry.cancel()
         return gatherResults([self._publisher.stop(), self._reader.stop()])
 
-    def append(self, data: str, event: str | None, topic: str) -> Deferred[str]:
+    def append(
+        self, data: str, event: str | None, topic: str, key: str | None = None
+    ) -> Deferred[str]:
         """
-        Append an event to the stream.
+        Append an event to the stream; with a C{key}, keep its retained
+        value in the same step (L{sse_twisted.redis.retained}).
 
         @return: Fires with the entry's id once Redis has stored it; fails
             with L{sse_twisted.redis.client.BrokerUnavailable} or
-            L{sse_twisted.redis.client.RedisError} if it may not have.
+            L{sse_twisted.redis.client.RedisError} if it may not have, or
+            with L{sse_twisted.retained.TooManyKeys}.
         @raise InvalidEventField: If the event cannot be encoded.
         """
         encode_event(data, event=event)
+        if key is not None:
+            return publish_keyed(
+                self._publisher,
+                self._key,
+                self._history,
+                self._max_keys,
+                data,
+                event,
+                topic,
+                key,
+            )
         fields = ["data", data, "topic", topic]
         if event is not None:
             fields += ["event", event]
@@ -185,16 +229,25 @@ class RedisLog(Service):
         return stored.addCallback(bytes.decode, "ascii")
 
     def replay(
-        self, after: str, topics: Collection[str], write: Callable[[bytes], object]
+        self,
+        after: str,
+        topics: Collection[str],
+        write: Callable[[bytes], object],
+        exact: bool = True,
     ) -> Deferred[bool]:
         """
         Write the events of C{topics} after the entry C{after}, then those
         the reader reads meanwhile, until the reader has passed them all.
 
+        @param exact: Whether C{after} must be an entry of the stream; if
+            not, it is a position (C{""} for the stream's start), and the
+            entries after it that the stream holds are written.
         @return: Fires with C{True} at the moment the caller must let the
             stream join the fan-out; or with C{False} if C{after} is not an
             entry of the stream (any more), or Redis is unavailable.
         """
+        if not exact and not after:
+            after = "0-0"
         key = parse_entry_id(after)
         if key is None or self._position is None:
             return succeed(False)
@@ -205,8 +258,58 @@ class RedisLog(Service):
 
         resumption = _Resumption(key, topics, write, Deferred(forget), key)
         self._resumptions.append(resumption)
-        self._fetch(resumption, after, first=True)
+        self._fetch(resumption, after if exact else "(" + after, first=exact)
         return resumption.done
+
+    def snapshot(self, topics: Collection[str]) -> Deferred[Snapshot]:
+        """
+        Read the retained values of C{topics} with the stream's newest
+        entry id, in one atomic step.
+        """
+        return read_snapshot(self._publisher, self._key, topics)
+
+    def rewind(self, topics: Collection[str], rewind: Rewind) -> Deferred[str]:
+        """
+        Find the position after which the last C{rewind.count} entries of
+        C{topics} come (by reading the stream backwards), or the entries
+        whose ids' milliseconds are within the last C{rewind.seconds} of
+        Redis's clock.
+        """
+        if rewind.seconds is not None:
+            seconds = rewind.seconds
+            now = self._publisher.execute("TIME")
+            return now.addCallback(_milliseconds).addCallback(
+                lambda ms: _position_since(ms - seconds * 1000)
+            )
+        assert rewind.count is not None
+        found: Deferred[str] = Deferred()
+        self._look_back("+", rewind.count, topics, found)
+        return found
+
+    def _look_back(
+        self, end: str, wanted: int, topics: Collection[str], found: Deferred[str]
+    ) -> None:
+        page = self._publisher.execute(
+            "XREVRANGE", self._key, end, "-", "COUNT", READ_COUNT
+        )
+
+        def looked(entries: list[Any]) -> None:
+            nonlocal wanted
+            for raw_id, fields in entries:
+                record = self._record(_text(raw_id), fields, count=False)
+                if record is not None and record.topic in topics:
+                    wanted -= 1
+                    if wanted == 0:
+                        start = parse_entry_id(record.id)
+                        assert start is not None
+                        found.callback(format_entry_id(preceding(start)))
+                        return
+            if len(entries) < READ_COUNT:
+                found.callback("0-0")
+                return
+            self._look_back("(" + _text(entries[-1][0]), wanted, topics, found)
+
+        page.addCallbacks(looked, found.errback)
 
     def _fetch(self, resumption: _Resumption, start: str, first: bool) -> None:
         page = self._publisher.execute(
@@ -394,6 +497,7 @@ class RedisLog(Service):
             )
             topic = values.get("topic", DEFAULT_TOPIC)
             event = values.get("event")
+            key = values.get("key")
             if "data" not in values:
                 raise InvalidEventField("no data field")
             if not is_topic_name(topic):
@@ -411,14 +515,35 @@ class RedisLog(Service):
                     skipped=self.skipped,
                 )
             return None
-        return Record(entry_id, topic, wire)
+        return Record(entry_id, topic, wire, key)
+
+
+def _milliseconds(time: list[bytes]) -> int:
+    """
+    @return: The reply of C{TIME} in milliseconds.
+    """
+    return int(time[0]) * 1000 + int(time[1]) // 1000
+
+
+def _position_since(milliseconds: int) -> str:
+    """
+    @return: The position after which come the entries stored at or after
+        C{milliseconds}.
+    """
+    return format_entry_id(preceding((milliseconds, 0))) if milliseconds > 0 else "0-0"
 
 
 def _text(value: bytes) -> str:
     return value.decode("ascii", "replace")
 
 
-def redis_log(reactor: Any, address: RedisAddress, key: str, history: int) -> RedisLog:
+def redis_log(
+    reactor: Any,
+    address: RedisAddress,
+    key: str,
+    history: int,
+    max_keys: int = DEFAULT_MAX_KEYS,
+) -> RedisLog:
     """
     Build the log of the stream C{key} in the Redis at C{address}, with its
     two connections (made when the log starts as a service).
@@ -427,6 +552,7 @@ def redis_log(reactor: Any, address: RedisAddress, key: str, history: int) -> Re
     @param address: Where Redis is.
     @param key: The stream's key.
     @param history: The approximate length the stream is trimmed to.
+    @param max_keys: The most retained values.
     @return: The log, to be fed to the hub and started.
     """
     endpoint = HostnameEndpoint(
@@ -438,4 +564,5 @@ def redis_log(reactor: Any, address: RedisAddress, key: str, history: int) -> Re
         reactor,
         key,
         history,
+        max_keys,
     )
