@@ -139,13 +139,35 @@ async def test_a_restart_is_resumed_without_loss(ssedemo: Ssedemo) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_publish_refusals_carry_the_servers_error(ssedemo: Ssedemo) -> None:
+    """
+    A publish the server refuses raises L{PublishRefused} with its status
+    and the server's error text: a key with a line break, a bad topic.
+    """
     with pytest.raises(PublishRefused) as refused:
-        await publish(f"{ssedemo.url}/publish", "x", key="k", reactor=reactor())
+        await publish(f"{ssedemo.url}/publish", "x", key="a\nb", reactor=reactor())
     assert refused.value.status == 400
-    assert refused.value.error.startswith("unknown fields ['key']")
+    assert refused.value.error.startswith("key must be a string of 1 to 128")
     with pytest.raises(PublishRefused) as refused:
         await publish(f"{ssedemo.url}/publish", "x", topic="no spaces")
     assert refused.value.status == 400 and "topic names" in refused.value.error
+
+
+@pytest_twisted.ensureDeferred
+async def test_publish_with_a_key_makes_a_retained_value(ssedemo: Ssedemo) -> None:
+    """
+    C{publish(..., key=...)} sends the key: the event becomes the retained
+    value that a stream with C{?snapshot=1} starts with.
+    """
+    receipt = await publish(
+        f"{ssedemo.url}/publish", "42", key="AAPL", reactor=reactor()
+    )
+    source = EventSource(f"{ssedemo.url}/sse?snapshot=1", reactor=reactor())
+    events = await take(source, 3)
+    await source.close()
+    assert [(e.type, e.data, e.id) for e in events[1:]] == [
+        ("message", "42", receipt.id),
+        ("snapshot", '{"count": 1}', receipt.id),
+    ]
 
 
 @pytest_twisted.ensureDeferred
