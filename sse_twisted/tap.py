@@ -144,8 +144,11 @@ class Options(usage.Options):
             "max-clients",
             None,
             0,
-            "Most streams open at once; further clients are told to come back"
-            " after one to two --retry intervals. 0: no limit.",
+            "Most streams open at once on the whole server; further clients"
+            " are told to come back after one to two --retry intervals. With"
+            " --workers W each worker takes N // W of them (the kernel spreads"
+            " connections unevenly, so part of N can stay unused); N must be"
+            " at least W. 0: no limit.",
             int,
         ],
         [
@@ -278,6 +281,12 @@ class Options(usage.Options):
                 "--workers shares one TCP port (a number or tcp:...) between"
                 f" the workers; it cannot share {port.partition(':')[0]}:"
             )
+        if 0 < self["max-clients"] < self["workers"]:
+            raise usage.UsageError(
+                f"--max-clients {self['max-clients']} is smaller than --workers"
+                f" {self['workers']}: each worker takes --max-clients // --workers"
+                " streams, which would leave a worker none"
+            )
         if self["metrics"] is not None:
             raise usage.UsageError(
                 "--metrics does not work with --workers yet: each worker counts"
@@ -352,6 +361,19 @@ def _check_range(options: Options, name: str, low: float, high: float) -> None:
         raise usage.UsageError(f"--{name} must be between {low} and {high}")
 
 
+def worker_share(max_clients: int, workers: int) -> int:
+    """
+    The streams one server process may keep open under C{--max-clients}.
+
+    @param max_clients: C{--max-clients}, for the whole server.
+    @param workers: C{--workers}: how many processes share it (1 when the
+        process is the whole server).
+    @return: C{max_clients // workers}: rounded down, so that the workers
+        together never exceed C{max_clients}.
+    """
+    return max_clients // workers
+
+
 def _supervisor(
     options: Options, reactor: Any, endpoint: IStreamServerEndpoint
 ) -> IService:
@@ -415,7 +437,7 @@ def makeService(
     if options["max-clients"]:
         limit = ClientLimit(
             hub.__len__,
-            options["max-clients"],
+            worker_share(options["max-clients"], options["workers"]),
             clock=clock,
             retry=options["retry"],
             observer=metrics,

@@ -523,6 +523,45 @@ def test_make_service_on_a_given_endpoint() -> None:
     assert web.endpoint is endpoint
 
 
+def test_max_clients_below_workers_is_refused() -> None:
+    """
+    Each worker takes C{--max-clients // --workers} streams: fewer streams
+    than workers would leave a worker none, so it is refused, naming both.
+    """
+    with pytest.raises(UsageError) as refused:
+        parse("--max-clients", "1", "--workers", "2", "--redis", REDIS)
+    assert "--max-clients 1 is smaller than --workers 2" in str(refused.value)
+    assert parse("--max-clients", "2", "--workers", "2", "--redis", REDIS)
+    assert parse("--max-clients", "0", "--workers", "2", "--redis", REDIS)
+
+
+def limit_of(service: object) -> ClientLimit:
+    [limit] = [c for c in service if isinstance(c, ClientLimit)]  # type: ignore[attr-defined]
+    return limit
+
+
+@pytest.mark.parametrize(
+    ("max_clients", "workers", "share"),
+    [("10", "1", 10), ("10", "2", 5), ("11", "2", 5), ("7", "3", 2), ("3", "3", 1)],
+)
+def test_each_worker_takes_its_share_of_max_clients(
+    max_clients: str, workers: str, share: int
+) -> None:
+    """
+    A worker admits C{--max-clients // --workers} streams, so the workers
+    together never exceed C{--max-clients}; a single process admits all.
+    """
+    reactor = MemoryReactorClock()
+    args = ["--max-clients", max_clients, "--workers", workers, "--redis", REDIS]
+    endpoint = EagerTCPServerEndpoint(reactor, 1234)
+    limit = limit_of(makeService(parse(*args), reactor, endpoint))
+    open_streams = 0
+    limit._open_streams = lambda: open_streams
+    while limit.admits() and open_streams < 100:
+        open_streams += 1
+    assert open_streams == share == tap.worker_share(int(max_clients), int(workers))
+
+
 def test_port_help_states_the_defaults() -> None:
     """
     The C{--port} help text names the default port and listen backlog that
