@@ -25,8 +25,11 @@ from sse_twisted.auth import config as auth_config
 from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import Hub
 from sse_twisted.log import MemoryLog
+from sse_twisted.ops import worker_metrics
 from sse_twisted.ops.jsonlog import STDOUT, JsonLog
 from sse_twisted.ops.metrics import Metrics
+from sse_twisted.ops.metrics_dir import MetricsDirectory
+from sse_twisted.ops.worker_metrics import WorkerMetrics
 from sse_twisted.overload import ClientLimit
 from sse_twisted.redis.client import InvalidRedisURL, RedisAddress
 from sse_twisted.redis.log import redis_log
@@ -157,7 +160,12 @@ class Options(usage.Options):
             None,
             "Serve Prometheus metrics at GET /metrics on this endpoint, given"
             " as --port is, such as tcp:9100:interface=127.0.0.1; off by"
-            " default.",
+            " default. With --workers the parent serves the whole server's:"
+            " counters summed over the workers (never going back when one is"
+            " replaced), ssedemo_streams summed and ssedemo_broker_up the"
+            " least over the workers alive, these two read every"
+            f" {worker_metrics.REFRESH:g} s; process_* and python_* figures"
+            " are the parent's own.",
         ],
         [
             "publish-token",
@@ -287,11 +295,6 @@ class Options(usage.Options):
                 f" {self['workers']}: each worker takes --max-clients // --workers"
                 " streams, which would leave a worker none"
             )
-        if self["metrics"] is not None:
-            raise usage.UsageError(
-                "--metrics does not work with --workers yet: each worker counts"
-                " only its own streams, and they cannot all serve one metrics port"
-            )
 
     def _redis(self) -> RedisAddress | None:
         if not self["redis-key"]:
@@ -374,6 +377,18 @@ def worker_share(max_clients: int, workers: int) -> int:
     return max_clients // workers
 
 
+def _metrics(options: Options, clock: IReactorTime) -> Metrics | None:
+    """
+    The metrics of one server process: a worker of C{--workers N} counts
+    for its parent, which serves the sum (see L{_supervisor}).
+    """
+    if not options["metrics"]:
+        return None
+    if options["workers"] > 1:
+        return WorkerMetrics(clock)
+    return Metrics()
+
+
 def _supervisor(
     options: Options, reactor: Any, endpoint: IStreamServerEndpoint
 ) -> IService:
@@ -386,9 +401,15 @@ def _supervisor(
         JsonLog(options["log-json"], reactor).setServiceParent(parent)
     # Options allows --workers with eager TCP endpoints only.
     port = cast(EagerTCPServerEndpoint, endpoint)
-    WorkerSupervisor(reactor, port, options.argv, options["workers"]).setServiceParent(
-        parent
-    )
+    metrics = None
+    if options["metrics"]:
+        metrics = MetricsDirectory()
+        StreamServerEndpointService(
+            serverFromString(reactor, options["metrics"]), metrics.site()
+        ).setServiceParent(parent)
+    WorkerSupervisor(
+        reactor, port, options.argv, options["workers"], metrics=metrics
+    ).setServiceParent(parent)
     return parent
 
 
@@ -426,7 +447,7 @@ def makeService(
         if address is None
         else redis_log(reactor, address, options["redis-key"], options["history"])
     )
-    metrics = Metrics() if options["metrics"] else None
+    metrics = _metrics(options, clock)
     hub = Hub(
         clock,
         MemoryLog(options["history"]) if shared is None else shared,
@@ -468,7 +489,10 @@ def makeService(
     )
     if limit is not None:
         limit.setServiceParent(service)
-    if metrics is not None:
+    if isinstance(metrics, WorkerMetrics):
+        metrics.count_streams(hub.__len__)
+        metrics.service.setServiceParent(service)
+    elif metrics is not None:
         metrics.count_streams(hub.__len__)
         StreamServerEndpointService(
             serverFromString(reactor, options["metrics"]), metrics.site()

@@ -15,6 +15,8 @@ from twisted.python.usage import UsageError
 
 from sse_twisted import tap
 from sse_twisted.ops.jsonlog import JsonLog
+from sse_twisted.ops.metrics_dir import MetricsDirectory
+from sse_twisted.ops.worker_metrics import REFRESH, WorkerMetrics
 from sse_twisted.overload import ClientLimit
 from sse_twisted.redis.client import RedisAddress
 from sse_twisted.redis.log import RedisLog
@@ -474,9 +476,30 @@ def test_workers_share_one_port_only() -> None:
         parse("--workers", "2", "--redis", REDIS, "--port", "8080", "--port", "8081")
 
 
-def test_workers_refuse_metrics() -> None:
-    with pytest.raises(UsageError, match="--metrics does not work with --workers"):
-        parse("--workers", "2", "--redis", REDIS, "--metrics", "9100")
+def test_workers_with_metrics_count_for_the_parent() -> None:
+    """
+    With C{--workers} and C{--metrics}, the parent serves the metrics of
+    the workers' directory; a worker serves none, and counts in its files
+    (reading its open streams and the broker's state every so often).
+    """
+    args = ["--workers", "2", "--redis", REDIS, "--metrics", "unix:/tmp/m.sock"]
+    reactor = MemoryReactorClock()
+    parent = makeService(parse(*args), reactor)
+    site, supervisor = list(parent)  # type: ignore[call-overload]
+    assert isinstance(site, StreamServerEndpointService)
+    assert isinstance(supervisor, WorkerSupervisor)
+    assert isinstance(supervisor._metrics, MetricsDirectory)
+    assert site.factory.resource.children[b"metrics"] is not None
+    endpoint = EagerTCPServerEndpoint(reactor, 1234)
+    worker = makeService(parse(*args), reactor, endpoint)
+    servers = [c for c in worker if isinstance(c, StreamServerEndpointService)]  # type: ignore[attr-defined]
+    assert [s.endpoint for s in servers] == [endpoint]
+    [timer] = [
+        c
+        for c in worker  # type: ignore[attr-defined]
+        if isinstance(c, TimerService) and isinstance(c.call[0].__self__, WorkerMetrics)
+    ]
+    assert timer.step == REFRESH
 
 
 @pytest.mark.parametrize("count", ["0", "-1", "1025"])

@@ -15,6 +15,11 @@ never writes: when the parent is gone, however it died, the worker reads end
 of file and stops (see L{sse_twisted.workers.child}), so no orphan holds the port.
 Workers log to the parent as JSON lines, which the parent republishes to its
 own log (a file in daemon mode), each marked with the worker's pid.
+
+With C{--metrics}, the parent serves the metrics of the whole server: the
+workers count in a directory it makes for them
+(L{sse_twisted.ops.metrics_dir.MetricsDirectory}), which it tells of each
+worker that ends, and removes once they all have.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from twisted.logger import (
 )
 from twisted.python.failure import Failure
 
+from sse_twisted.ops.metrics_dir import MetricsDirectory
 from sse_twisted.transport.eager import EagerTCPServerEndpoint
 
 LISTENING_FD = 3
@@ -95,6 +101,7 @@ class WorkerSupervisor(Service):
         *,
         executable: str = sys.executable,
         observer: ILogObserver = globalLogPublisher,
+        metrics: MetricsDirectory | None = None,
     ) -> None:
         """
         @param reactor: Provides C{IReactorProcess} and C{IReactorTime}.
@@ -103,6 +110,7 @@ class WorkerSupervisor(Service):
         @param count: How many workers to run.
         @param executable: The Python interpreter that runs the workers.
         @param observer: Where the workers' log events are republished.
+        @param metrics: Where the workers count, with C{--metrics}.
         """
         self._reactor = reactor
         self._endpoint = endpoint
@@ -110,6 +118,8 @@ class WorkerSupervisor(Service):
         self._count = count
         self._executable = executable
         self._observer = observer
+        self._metrics = metrics
+        self._environment: dict[str, str] = {}
         self._socket: socket.socket | None = None
         self._workers: dict[int, _Worker] = {}
         self._deaths = [0] * count
@@ -144,6 +154,9 @@ class WorkerSupervisor(Service):
         super().startService()
         self._bind()
         self._stopping = False
+        self._environment = dict(os.environ)
+        if self._metrics is not None:
+            self._environment.update(self._metrics.open())
         for slot in range(self._count):
             self._spawn(slot)
 
@@ -155,7 +168,7 @@ class WorkerSupervisor(Service):
             worker,
             self._executable,
             [self._executable, "-m", "sse_twisted.workers.child", *self._argv],
-            env=os.environ,
+            env=self._environment,
             childFDs={
                 PARENT_FD: "w",
                 1: "r",
@@ -175,6 +188,8 @@ class WorkerSupervisor(Service):
         dying); while stopping, note that one more has ended.
         """
         del self._workers[worker.slot]
+        if self._metrics is not None and worker.pid is not None:
+            self._metrics.worker_ended(worker.pid)
         how = _how_it_ended(reason)
         if self._stopping:
             self.log.info("worker {pid} ended ({how})", pid=worker.pid, how=how)
@@ -249,6 +264,8 @@ class WorkerSupervisor(Service):
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+        if self._metrics is not None:
+            self._metrics.close()
 
 
 def _how_it_ended(reason: Failure) -> str:
