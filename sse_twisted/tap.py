@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from OpenSSL.crypto import Error as CryptoError
 from twisted.application.internet import StreamServerEndpointService
@@ -35,7 +35,7 @@ from sse_twisted.redis.client import InvalidRedisURL, RedisAddress
 from sse_twisted.redis.log import redis_log
 from sse_twisted.service import sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
-from sse_twisted.transport.eager import EagerTCPServerEndpoint
+from sse_twisted.transport.shared import can_share, parent_socket
 from sse_twisted.workers.supervisor import WorkerSupervisor
 
 BUNDLED_STATIC = Path(__file__).parent / "static"
@@ -204,15 +204,24 @@ class Options(usage.Options):
             "workers",
             None,
             1,
-            "Worker processes serving the one TCP port, restarted if they"
-            " die (more than 1 needs --redis).",
+            "Worker processes serving the one --port (TCP, ssl: with HTTP/2,"
+            " or a systemd: socket), restarted if they die; the parent binds"
+            " the port and serves --metrics (more than 1 needs --redis).",
             int,
         ],
         *auth_config.PARAMETERS,
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, *, worker: bool = False) -> None:
+        """
+        @param worker: Whether these are the options of a worker of
+            C{--workers N}, which serves the socket its parent gives it:
+            its C{--port} was checked by the parent, and says only how to
+            serve that socket (a socket systemd passed was passed to the
+            parent, not to it).
+        """
         super().__init__()
+        self.worker = worker
         self["cors-origin"] = []
         self["ports"] = []
 
@@ -241,7 +250,8 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         given_ports = self["ports"] or [DEFAULT_PORT]
-        self["ports"] = [_endpoint("port", port) for port in given_ports]
+        check = endpoint_description if self.worker else _port_endpoint
+        self["ports"] = [check(port) for port in given_ports]
         _check_range(self, "heartbeat", 0, 86400)
         _check_range(self, "keepalive", 0, 86400)
         _check_range(self, "max-body", 1, 1 << 30)
@@ -284,10 +294,11 @@ class Options(usage.Options):
         [port, *more] = given_ports
         if more:
             raise usage.UsageError("--workers shares one --port, not several")
-        if not endpoint_description(port).startswith("eagertcp:"):
+        if not can_share(endpoint_description(port)):
             raise usage.UsageError(
-                "--workers shares one TCP port (a number or tcp:...) between"
-                f" the workers; it cannot share {port.partition(':')[0]}:"
+                "--workers shares one TCP port (a number, tcp:..., ssl:... or"
+                " systemd:...) between the workers; it cannot share"
+                f" {port.partition(':')[0]}:"
             )
         if 0 < self["max-clients"] < self["workers"]:
             raise usage.UsageError(
@@ -348,6 +359,10 @@ def _endpoint(option: str, value: str) -> str:
     return description
 
 
+def _port_endpoint(port: str) -> str:
+    return _endpoint("port", port)
+
+
 def _log_json_path(path: str | None) -> str | None:
     if path is None or path == STDOUT:
         return path
@@ -389,9 +404,7 @@ def _metrics(options: Options, clock: IReactorTime) -> Metrics | None:
     return Metrics()
 
 
-def _supervisor(
-    options: Options, reactor: Any, endpoint: IStreamServerEndpoint
-) -> IService:
+def _supervisor(options: Options, reactor: Any) -> IService:
     """
     The parent of C{--workers N}: it writes C{--log-json}, the workers'
     events included, which they send it.
@@ -399,8 +412,8 @@ def _supervisor(
     parent = MultiService()
     if options["log-json"]:
         JsonLog(options["log-json"], reactor).setServiceParent(parent)
-    # Options allows --workers with eager TCP endpoints only.
-    port = cast(EagerTCPServerEndpoint, endpoint)
+    # Options allows --workers with one port that can be shared.
+    port = parent_socket(reactor, options["ports"][0])
     metrics = None
     if options["metrics"]:
         metrics = MetricsDirectory()
@@ -434,10 +447,10 @@ def makeService(
         from twisted.internet import reactor
     if endpoint is not None:
         endpoints = [endpoint]
+    elif options["workers"] > 1:
+        return _supervisor(options, reactor)
     else:
         endpoints = [serverFromString(reactor, port) for port in options["ports"]]
-        if options["workers"] > 1:
-            return _supervisor(options, reactor, endpoints[0])
     clock: IReactorTime = reactor
     fanout = choose_fanout()
     log.info("fan-out: {fanout} ({why})", fanout=fanout.name, why=fanout.why)

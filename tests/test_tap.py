@@ -4,13 +4,17 @@ Tests for L{sse_twisted.tap}: the command line.
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import pytest
 from certificate import Certificate, make_certificate
 from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.internet import endpoints
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock
+from twisted.python.systemd import ListenFDs
 from twisted.python.usage import UsageError
 
 from sse_twisted import tap
@@ -22,7 +26,8 @@ from sse_twisted.redis.client import RedisAddress
 from sse_twisted.redis.log import RedisLog
 from sse_twisted.service import StreamCloser
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
-from sse_twisted.transport.eager import EagerTCPServerEndpoint
+from sse_twisted.transport.eager import EagerAdoptedEndpoint, EagerTCPServerEndpoint
+from sse_twisted.transport.tls import TLSPort
 from sse_twisted.workers.supervisor import WorkerSupervisor
 
 
@@ -460,15 +465,45 @@ def test_workers_share_tcp_ports_only(port: str) -> None:
         parse("--workers", "2", "--redis", REDIS, "--port", port)
 
 
-def test_workers_refuse_tls_ports_by_the_name_given(certificate: Certificate) -> None:
+def test_workers_share_a_tls_port(certificate: Certificate) -> None:
     """
-    C{--workers} with an C{ssl:} port says it cannot share C{ssl:}, as the
-    user wrote it, not the endpoint that serves it.
+    With an C{ssl:} port, the parent binds its TCP address, and the workers
+    serve it with the same key and certificate.
     """
-    with pytest.raises(UsageError) as refused:
-        parse("--workers", "2", "--redis", REDIS, "--port", certificate.endpoint())
-    assert "cannot share ssl:" in str(refused.value)
-    assert "sparing" not in str(refused.value)
+    args = ["--workers", "2", "--redis", REDIS, "--port", certificate.endpoint(0)]
+    parent = makeService(parse(*args), MemoryReactorClock())
+    [supervisor] = list(parent)  # type: ignore[call-overload]
+    assert isinstance(supervisor, WorkerSupervisor)
+    tls = supervisor._endpoint
+    assert isinstance(tls, TLSPort)
+    assert (tls.port, tls.interface, tls.backlog) == (0, "127.0.0.1", 4096)
+    with tls.bind() as bound:
+        assert bound.getsockname()[0] == "127.0.0.1"
+
+
+def test_workers_share_a_systemd_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    With a C{systemd:} port, the parent takes the socket systemd passed it;
+    a worker, to which systemd passed nothing, accepts the same C{--port}
+    (and serves the socket its parent gives it).
+    """
+    args = ["--workers", "2", "--redis", REDIS, "--port", "systemd:domain=INET:index=0"]
+    worker = Options(worker=True)
+    worker.parseOptions(args)
+    assert worker["ports"] == ["eagersystemd:domain=INET:index=0"]
+    with socket.socket() as passed:
+        passed.bind(("127.0.0.1", 0))
+        passed.listen()
+        fd = os.dup(passed.fileno())
+        monkeypatch.setattr(
+            endpoints._SystemdParser, "_sddaemon", ListenFDs([fd], ["ssedemo.socket"])
+        )
+        parent = makeService(parse(*args), MemoryReactorClock())
+        [supervisor] = list(parent)  # type: ignore[call-overload]
+        assert isinstance(supervisor._endpoint, EagerAdoptedEndpoint)
+        with supervisor._endpoint.bind() as taken:
+            assert taken.fileno() == fd
+            assert taken.getsockname() == passed.getsockname()
 
 
 def test_workers_share_one_port_only() -> None:

@@ -2,10 +2,11 @@
 C{--workers N}: a parent process that binds the port once and keeps N worker
 processes serving it.
 
-The parent binds the listening socket (before twistd drops privileges) and
-never accepts on it: each worker inherits it as descriptor L{LISTENING_FD}
-and serves it with L{sse_twisted.transport.eager.EagerAdoptedEndpoint}, so all workers
-share one accept queue and keep the eager write path. Sharing one socket,
+The parent binds the listening socket (before twistd drops privileges), or
+takes the one systemd passed it, and never accepts on it: each worker
+inherits it as descriptor L{LISTENING_FD} and serves it as the C{--port}
+says (L{sse_twisted.transport.shared}): eagerly for TCP, with TLS and
+HTTP/2 for C{ssl:}. So all workers share one accept queue. Sharing one socket,
 rather than one C{SO_REUSEPORT} socket per worker, means that a worker's
 death or restart drops no queued connection and never unbinds the port.
 
@@ -46,7 +47,7 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 
 from sse_twisted.ops.metrics_dir import MetricsDirectory
-from sse_twisted.transport.eager import EagerTCPServerEndpoint
+from sse_twisted.transport.shared import SharedSocket
 
 LISTENING_FD = 3
 """The shared listening socket's descriptor in a worker."""
@@ -65,6 +66,12 @@ STABLE = 10.0
 
 STOP_DEADLINE = 10.0
 """Seconds the workers get to end their streams before they are killed."""
+
+SYSTEMD_VARIABLES = frozenset(("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"))
+"""
+What systemd tells the parent of the sockets it passed, kept from the
+workers: they serve the one socket the parent gives them.
+"""
 
 _RECORD_SEPARATOR = b"\x1e"  # starts each line of twisted.logger's JSON files
 
@@ -95,7 +102,7 @@ class WorkerSupervisor(Service):
     def __init__(
         self,
         reactor: Any,
-        endpoint: EagerTCPServerEndpoint,
+        endpoint: SharedSocket,
         argv: Sequence[str],
         count: int,
         *,
@@ -154,7 +161,11 @@ class WorkerSupervisor(Service):
         super().startService()
         self._bind()
         self._stopping = False
-        self._environment = dict(os.environ)
+        self._environment = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in SYSTEMD_VARIABLES
+        }
         if self._metrics is not None:
             self._environment.update(self._metrics.open())
         for slot in range(self._count):
