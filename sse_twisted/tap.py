@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from OpenSSL.crypto import Error as CryptoError
 from twisted.application.internet import StreamServerEndpointService
@@ -26,15 +26,18 @@ from sse_twisted.auth.gate import Patterns
 from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import Hub, is_topic_name
 from sse_twisted.log import MemoryLog
+from sse_twisted.ops import worker_metrics
 from sse_twisted.ops.jsonlog import STDOUT, JsonLog
 from sse_twisted.ops.metrics import Metrics
+from sse_twisted.ops.metrics_dir import MetricsDirectory
+from sse_twisted.ops.worker_metrics import WorkerMetrics
 from sse_twisted.overload import ClientLimit
 from sse_twisted.redis.client import InvalidRedisURL, RedisAddress
 from sse_twisted.redis.log import redis_log
 from sse_twisted.retained import DEFAULT_MAX_KEYS
 from sse_twisted.service import sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
-from sse_twisted.transport.eager import EagerTCPServerEndpoint
+from sse_twisted.transport.shared import can_share, parent_socket
 from sse_twisted.workers.supervisor import WorkerSupervisor
 
 BUNDLED_STATIC = Path(__file__).parent / "static"
@@ -156,8 +159,11 @@ class Options(usage.Options):
             "max-clients",
             None,
             0,
-            "Most streams open at once; further clients are told to come back"
-            " after one to two --retry intervals. 0: no limit.",
+            "Most streams open at once on the whole server; further clients"
+            " are told to come back after one to two --retry intervals. With"
+            " --workers W each worker takes N // W of them (the kernel spreads"
+            " connections unevenly, so part of N can stay unused); N must be"
+            " at least W. 0: no limit.",
             int,
         ],
         [
@@ -166,7 +172,12 @@ class Options(usage.Options):
             None,
             "Serve Prometheus metrics at GET /metrics on this endpoint, given"
             " as --port is, such as tcp:9100:interface=127.0.0.1; off by"
-            " default.",
+            " default. With --workers the parent serves the whole server's:"
+            " counters summed over the workers (never going back when one is"
+            " replaced), ssedemo_streams summed and ssedemo_broker_up the"
+            " least over the workers alive, these two read every"
+            f" {worker_metrics.REFRESH:g} s; process_* and python_* figures"
+            " are the parent's own.",
         ],
         [
             "publish-token",
@@ -205,15 +216,24 @@ class Options(usage.Options):
             "workers",
             None,
             1,
-            "Worker processes serving the one TCP port, restarted if they"
-            " die (more than 1 needs --redis).",
+            "Worker processes serving the one --port (TCP, ssl: with HTTP/2,"
+            " or a systemd: socket), restarted if they die; the parent binds"
+            " the port and serves --metrics (more than 1 needs --redis).",
             int,
         ],
         *auth_config.PARAMETERS,
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, *, worker: bool = False) -> None:
+        """
+        @param worker: Whether these are the options of a worker of
+            C{--workers N}, which serves the socket its parent gives it:
+            its C{--port} was checked by the parent, and says only how to
+            serve that socket (a socket systemd passed was passed to the
+            parent, not to it).
+        """
         super().__init__()
+        self.worker = worker
         self["cors-origin"] = []
         self["ports"] = []
         self["conflate"] = []
@@ -249,7 +269,8 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         given_ports = self["ports"] or [DEFAULT_PORT]
-        self["ports"] = [_endpoint("port", port) for port in given_ports]
+        check = endpoint_description if self.worker else _port_endpoint
+        self["ports"] = [check(port) for port in given_ports]
         _check_range(self, "heartbeat", 0, 86400)
         _check_range(self, "keepalive", 0, 86400)
         _check_range(self, "max-body", 1, 1 << 30)
@@ -293,15 +314,17 @@ class Options(usage.Options):
         [port, *more] = given_ports
         if more:
             raise usage.UsageError("--workers shares one --port, not several")
-        if not endpoint_description(port).startswith("eagertcp:"):
+        if not can_share(endpoint_description(port)):
             raise usage.UsageError(
-                "--workers shares one TCP port (a number or tcp:...) between"
-                f" the workers; it cannot share {port.partition(':')[0]}:"
+                "--workers shares one TCP port (a number, tcp:..., ssl:... or"
+                " systemd:...) between the workers; it cannot share"
+                f" {port.partition(':')[0]}:"
             )
-        if self["metrics"] is not None:
+        if 0 < self["max-clients"] < self["workers"]:
             raise usage.UsageError(
-                "--metrics does not work with --workers yet: each worker counts"
-                " only its own streams, and they cannot all serve one metrics port"
+                f"--max-clients {self['max-clients']} is smaller than --workers"
+                f" {self['workers']}: each worker takes --max-clients // --workers"
+                " streams, which would leave a worker none"
             )
 
     def _redis(self) -> RedisAddress | None:
@@ -356,6 +379,10 @@ def _endpoint(option: str, value: str) -> str:
     return description
 
 
+def _port_endpoint(port: str) -> str:
+    return _endpoint("port", port)
+
+
 def _log_json_path(path: str | None) -> str | None:
     if path is None or path == STDOUT:
         return path
@@ -372,9 +399,32 @@ def _check_range(options: Options, name: str, low: float, high: float) -> None:
         raise usage.UsageError(f"--{name} must be between {low} and {high}")
 
 
-def _supervisor(
-    options: Options, reactor: Any, endpoint: IStreamServerEndpoint
-) -> IService:
+def worker_share(max_clients: int, workers: int) -> int:
+    """
+    The streams one server process may keep open under C{--max-clients}.
+
+    @param max_clients: C{--max-clients}, for the whole server.
+    @param workers: C{--workers}: how many processes share it (1 when the
+        process is the whole server).
+    @return: C{max_clients // workers}: rounded down, so that the workers
+        together never exceed C{max_clients}.
+    """
+    return max_clients // workers
+
+
+def _metrics(options: Options, clock: IReactorTime) -> Metrics | None:
+    """
+    The metrics of one server process: a worker of C{--workers N} counts
+    for its parent, which serves the sum (see L{_supervisor}).
+    """
+    if not options["metrics"]:
+        return None
+    if options["workers"] > 1:
+        return WorkerMetrics(clock)
+    return Metrics()
+
+
+def _supervisor(options: Options, reactor: Any) -> IService:
     """
     The parent of C{--workers N}: it writes C{--log-json}, the workers'
     events included, which they send it.
@@ -382,11 +432,17 @@ def _supervisor(
     parent = MultiService()
     if options["log-json"]:
         JsonLog(options["log-json"], reactor).setServiceParent(parent)
-    # Options allows --workers with eager TCP endpoints only.
-    port = cast(EagerTCPServerEndpoint, endpoint)
-    WorkerSupervisor(reactor, port, options.argv, options["workers"]).setServiceParent(
-        parent
-    )
+    # Options allows --workers with one port that can be shared.
+    port = parent_socket(reactor, options["ports"][0])
+    metrics = None
+    if options["metrics"]:
+        metrics = MetricsDirectory()
+        StreamServerEndpointService(
+            serverFromString(reactor, options["metrics"]), metrics.site()
+        ).setServiceParent(parent)
+    WorkerSupervisor(
+        reactor, port, options.argv, options["workers"], metrics=metrics
+    ).setServiceParent(parent)
     return parent
 
 
@@ -411,10 +467,10 @@ def makeService(
         from twisted.internet import reactor
     if endpoint is not None:
         endpoints = [endpoint]
+    elif options["workers"] > 1:
+        return _supervisor(options, reactor)
     else:
         endpoints = [serverFromString(reactor, port) for port in options["ports"]]
-        if options["workers"] > 1:
-            return _supervisor(options, reactor, endpoints[0])
     clock: IReactorTime = reactor
     fanout = choose_fanout()
     log.info("fan-out: {fanout} ({why})", fanout=fanout.name, why=fanout.why)
@@ -430,7 +486,7 @@ def makeService(
             options["max-keys"],
         )
     )
-    metrics = Metrics() if options["metrics"] else None
+    metrics = _metrics(options, clock)
     hub = Hub(
         clock,
         MemoryLog(options["history"], max_keys=options["max-keys"], clock=clock)
@@ -444,7 +500,7 @@ def makeService(
     if options["max-clients"]:
         limit = ClientLimit(
             hub.__len__,
-            options["max-clients"],
+            worker_share(options["max-clients"], options["workers"]),
             clock=clock,
             retry=options["retry"],
             observer=metrics,
@@ -475,7 +531,10 @@ def makeService(
     )
     if limit is not None:
         limit.setServiceParent(service)
-    if metrics is not None:
+    if isinstance(metrics, WorkerMetrics):
+        metrics.count_streams(hub.__len__)
+        metrics.service.setServiceParent(service)
+    elif metrics is not None:
         metrics.count_streams(hub.__len__)
         StreamServerEndpointService(
             serverFromString(reactor, options["metrics"]), metrics.site()
