@@ -26,6 +26,7 @@ class FakeConnection:
 
     def __init__(self) -> None:
         self.connected = True
+        self.generation = 1
         self.sent: list[tuple[tuple[Any, ...], Deferred[Any]]] = []
         self.started = False
 
