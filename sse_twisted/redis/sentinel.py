@@ -222,7 +222,7 @@ class SentinelWatch:
     """
     Moves connections to the master the sentinels name: asks them every
     L{POLL_INTERVAL} seconds, and at once when a sentinel announces
-    C{+switch-master} (on the L{subscriber} connection, if given).
+    C{+switch-master} (on the subscriber connection, if given).
     """
 
     def __init__(
