@@ -137,10 +137,6 @@ def test_failover_loses_no_acknowledged_event() -> None:
             assert b"connected to Redis at 127.0.0.1:" in server.output
         after_return = [c.events[n:] for c, n in zip(clients, before, strict=True)]
         assert [e.type for events in after_return for e in events] == ["message"] * 80
-        print(
-            f"{len(publisher.accepted)} accepted, refusals: {publisher.refusals[:3]}"
-            f" ({len(publisher.refusals)})"
-        )
 
 
 def test_without_replicas_a_200_means_only_the_master_has_it() -> None:
