@@ -37,7 +37,7 @@ from sse_twisted.hub import DEFAULT_TOPIC, MAX_EVENT_NAME, Hub, Receipt, is_topi
 from sse_twisted.observer import Observer
 from sse_twisted.ops.access_log import access_log_line
 from sse_twisted.overload import ClientLimit
-from sse_twisted.redis.client import BrokerUnavailable, RedisError
+from sse_twisted.redis.client import BrokerUnavailable, NotReplicated, RedisError
 from sse_twisted.retained import MAX_KEY_LENGTH, TooManyKeys, is_key
 from sse_twisted.start import Start, stream_start
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG, EventStream
@@ -439,13 +439,18 @@ class SSEApp:
         if failure.check(TooManyKeys):
             return error_body(request, INSUFFICIENT_STORAGE, failure.getErrorMessage())
         failure.trap(BrokerUnavailable, RedisError)
+        if failure.check(NotReplicated):
+            why = "the event is not known to be stored (too few replicas have it)"
+        else:
+            why = "the event log is unavailable"
         self.log.warn(
-            "refused a publish: the event log is unavailable ({error})",
+            "refused a publish: {why} ({error})",
+            why=why,
             error=failure.getErrorMessage(),
         )
         return RequestError(
             503,
-            "the event log is unavailable; try again later",
+            f"{why}; try again later",
             [("Retry-After", str(RETRY_AFTER))],
         ).render(request)
 

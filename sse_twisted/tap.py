@@ -32,8 +32,8 @@ from sse_twisted.ops.metrics import Metrics
 from sse_twisted.ops.metrics_dir import MetricsDirectory
 from sse_twisted.ops.worker_metrics import WorkerMetrics
 from sse_twisted.overload import ClientLimit
-from sse_twisted.redis.client import InvalidRedisURL, RedisAddress
-from sse_twisted.redis.log import redis_log
+from sse_twisted.redis import options as redis_options
+from sse_twisted.redis.connect import shared_log
 from sse_twisted.retained import DEFAULT_MAX_KEYS
 from sse_twisted.service import sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
@@ -192,19 +192,7 @@ class Options(usage.Options):
             None,
             "File holding the bearer token that POST /publish requires.",
         ],
-        [
-            "redis",
-            None,
-            None,
-            "Keep the events in a Redis stream, shared by every ssedemo on it:"
-            " redis://HOST:PORT/DB (default port 6379, database 0).",
-        ],
-        [
-            "redis-key",
-            None,
-            "ssedemo",
-            "The key of the Redis stream (with --redis).",
-        ],
+        *redis_options.PARAMETERS,
         [
             "log-json",
             None,
@@ -286,7 +274,8 @@ class Options(usage.Options):
             raise usage.UsageError(f"--static: {static} is not a directory")
         self["static"] = static
         self["publish-token"] = self._token()
-        self["redis"] = self._redis()
+        redis_options.check(self)
+        self._check_redis_history()
         self["log-json"] = _log_json_path(self["log-json"])
         auth_config.check(self)
         self._check_workers(given_ports)
@@ -327,22 +316,11 @@ class Options(usage.Options):
                 " streams, which would leave a worker none"
             )
 
-    def _redis(self) -> RedisAddress | None:
-        if not self["redis-key"]:
-            raise usage.UsageError("--redis-key must not be empty")
-        if self["redis"] is None:
-            return None
-        try:
-            address = RedisAddress.from_url(self["redis"])
-        except InvalidRedisURL as e:
-            raise usage.UsageError(
-                f"--redis: {e}; expected redis://HOST:PORT/DB"
-            ) from None
-        if self["history"] < _MIN_REDIS_HISTORY:
+    def _check_redis_history(self) -> None:
+        if self["redis"] is not None and self["history"] < _MIN_REDIS_HISTORY:
             raise usage.UsageError(
                 f"--history must be at least {_MIN_REDIS_HISTORY} with --redis"
             )
-        return address
 
     def _token(self) -> bytes | None:
         if self["publish-token"] and self["publish-token-file"]:
@@ -474,16 +452,19 @@ def makeService(
     clock: IReactorTime = reactor
     fanout = choose_fanout()
     log.info("fan-out: {fanout} ({why})", fanout=fanout.name, why=fanout.why)
-    address: RedisAddress | None = options["redis"]
     shared = (
         None
-        if address is None
-        else redis_log(
+        if options["redis"] is None
+        else shared_log(
             reactor,
-            address,
+            options["redis"],
             options["redis-key"],
             options["history"],
-            options["max-keys"],
+            tls=options["redis-tls"],
+            sentinel_login=options["redis-sentinel-login"],
+            replicas=options["redis-replicas"],
+            replica_timeout=options["redis-replica-timeout"],
+            max_keys=options["max-keys"],
         )
     )
     metrics = _metrics(options, clock)

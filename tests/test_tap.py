@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from certificate import Certificate, make_certificate
+from certificate import Certificate, CertificateAuthority, make_certificate
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.internet import endpoints
 from twisted.internet.endpoints import SSL4ServerEndpoint
@@ -260,9 +260,9 @@ def test_cors_origin_repeats() -> None:
 
 def test_every_option_is_in_help() -> None:
     """
-    C{--help} documents every option, with its default.
+    C{--help} documents every option, with its default (and unit).
     """
-    text = str(Options())
+    text = " ".join(str(Options()).split())
     for name in (
         "--port",
         "--heartbeat",
@@ -281,9 +281,18 @@ def test_every_option_is_in_help() -> None:
         "--max-clients",
         "--metrics",
         "--workers",
+        "--redis-password-file",
+        "--redis-sentinel-password-file",
+        "--redis-ca",
+        "--redis-cert",
+        "--redis-key-file",
     ):
         assert name in text
     assert "default 8080" in text
+    assert "--redis-replicas= Answer a publish with 200 only once" in text
+    assert "[default: 0]" in text
+    assert "--redis-replica-timeout= Seconds (decimals allowed" in text
+    assert "[default: 1.0]" in text
 
 
 def test_make_service() -> None:
@@ -651,3 +660,84 @@ def test_help_names_the_live_state_options() -> None:
     text = str(Options())
     assert "--max-keys=" in text and "[default: 10000]" in text
     assert "--conflate=" in text
+
+
+def test_redis_password_file(tmp_path: Path) -> None:
+    """
+    C{--redis-password-file} gives the password (without the trailing
+    newline), for the URL's user if it names one; a password in both the
+    URL and the file is refused, and so is an empty or missing file.
+    """
+    secret = tmp_path / "password"
+    secret.write_text("p4ss word\n")
+    options = parse(
+        "--redis", "redis://app@h:1/2", "--redis-password-file", str(secret)
+    )
+    assert options["redis"] == RedisAddress(
+        "h", 1, 2, password="p4ss word", username="app"
+    )
+    with pytest.raises(UsageError, match="not both"):
+        parse("--redis", "redis://:x@h", "--redis-password-file", str(secret))
+    secret.write_text("\n")
+    with pytest.raises(UsageError, match="is empty"):
+        parse("--redis", "redis://h", "--redis-password-file", str(secret))
+    with pytest.raises(UsageError, match=r"--redis-password-file: .*No such file"):
+        parse("--redis", "redis://h", "--redis-password-file", str(tmp_path / "none"))
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--redis-password-file", "f"], "--redis-password-file needs --redis"),
+        (["--redis-ca", "f"], "--redis-ca needs --redis"),
+        (["--redis-replicas", "1"], "--redis-replicas needs --redis"),
+        (["--redis", "redis://h", "--redis-ca", "f"], "need TLS: a rediss://"),
+        (["--redis", "rediss://h", "--redis-key-file", "f"], "needs --redis-cert"),
+        (["--redis", "rediss://h", "--redis-ca", "/nonexistent"], "--redis-ca: "),
+        (["--redis", "redis://h", "--redis-replica-timeout", "0"], "WAIT 0"),
+        (["--redis", "redis://h", "--redis-replicas", "-1"], "between 0 and"),
+        (
+            ["--redis", "redis://h", "--redis-sentinel-password-file", "f"],
+            "needs a redis\\+sentinel:// URL",
+        ),
+        (["--redis", "redis+sentinel://s:1"], "--redis: the path must be /MASTER"),
+    ],
+)
+def test_redis_options_that_do_not_fit(args: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse(*args)
+
+
+def test_redis_tls_and_sentinel_options(
+    tmp_path: Path, certificate_authority: CertificateAuthority
+) -> None:
+    """
+    A TLS URL gets its TLS settings (the CA, the client certificate and
+    key, checked to fit); a Sentinel URL its sentinels' password; the
+    replica options take a count and decimal seconds.
+    """
+    client = certificate_authority.issue(tmp_path, "client")
+    sentinel_secret = tmp_path / "sentinel"
+    sentinel_secret.write_text("sp\n")
+    options = parse(
+        "--redis", "rediss+sentinel://s1:1,s2:2/m",
+        "--redis-ca", str(certificate_authority.cert),
+        "--redis-cert", str(client.cert),
+        "--redis-key-file", str(client.key),
+        "--redis-sentinel-password-file", str(sentinel_secret),
+        "--redis-replicas", "2",
+        "--redis-replica-timeout", "0.25",
+    )  # fmt: skip
+    assert options["redis"].sentinels == (("s1", 1), ("s2", 2))
+    assert options["redis-tls"].certificate is not None
+    assert options["redis-sentinel-login"].password == "sp"
+    assert (options["redis-replicas"], options["redis-replica-timeout"]) == (2, 0.25)
+    other = certificate_authority.issue(tmp_path, "other")
+    with pytest.raises(UsageError, match="does not fit"):
+        parse(
+            "--redis", "rediss://h",
+            "--redis-cert", str(client.cert),
+            "--redis-key-file", str(other.key),
+        )  # fmt: skip
+    assert parse("--redis", "rediss://h")["redis-tls"].certificate is None
+    assert parse("--redis", "redis://h")["redis-tls"] is None

@@ -23,13 +23,12 @@ even when its id came from a process that is ahead of this one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, gatherResults, succeed
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -39,7 +38,7 @@ from sse_twisted.hub import DEFAULT_TOPIC, MAX_EVENT_NAME, is_topic_name
 from sse_twisted.log import Record, Rewind, Snapshot
 from sse_twisted.redis.client import (
     COMMAND_TIMEOUT,
-    RedisAddress,
+    NotReplicated,
     RedisConnection,
     RedisError,
 )
@@ -107,6 +106,19 @@ class Listener(Protocol):
         """
 
 
+class Helper(Protocol):
+    """
+    Something the log starts and stops with its connections (such as the
+    L{sse_twisted.redis.sentinel.SentinelWatch} that moves them).
+    """
+
+    def start(self) -> None:
+        """Start."""
+
+    def stop(self) -> Deferred[None]:
+        """Stop; the result fires once stopped."""
+
+
 @dataclass(eq=False)
 class _Resumption:
     """
@@ -137,6 +149,9 @@ class RedisLog(Service):
         key: str = "ssedemo",
         history: int = 1000,
         max_keys: int = DEFAULT_MAX_KEYS,
+        replicas: int = 0,
+        replica_timeout: float = 1.0,
+        helpers: Iterable[Helper] = (),
     ) -> None:
         """
         @param publisher: The connection that appends and replays.
@@ -146,6 +161,10 @@ class RedisLog(Service):
         @param history: The approximate length the stream is trimmed to.
         @param max_keys: The most retained values, across all topics and
             all processes on the stream.
+        @param replicas: How many replicas must have an entry (C{WAIT})
+            before L{append} reports it stored.
+        @param replica_timeout: Seconds to wait for them.
+        @param helpers: Started and stopped with the connections.
         """
         self._publisher = publisher
         self._reader = reader
@@ -153,6 +172,10 @@ class RedisLog(Service):
         self._key = key
         self._history = history
         self._max_keys = max_keys
+        self._replicas = replicas
+        self._replica_timeout = replica_timeout
+        self._helpers = list(helpers)
+        self._generation = 0
         self._listener: Listener | None = None
         self._position: EntryId | None = None
         self._last_id: str | None = None
@@ -187,13 +210,16 @@ class RedisLog(Service):
         super().startService()
         self._publisher.start()
         self._reader.start()
+        for helper in self._helpers:
+            helper.start()
         self._next()
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
-        return gatherResults([self._publisher.stop(), self._reader.stop()])
+        stopped = [helper.stop() for helper in self._helpers]
+        return gatherResults([*stopped, self._publisher.stop(), self._reader.stop()])
 
     def append(
         self, data: str, event: str | None, topic: str, key: str | None = None
@@ -202,15 +228,17 @@ class RedisLog(Service):
         Append an event to the stream; with a C{key}, keep its retained
         value in the same step (L{sse_twisted.redis.retained}).
 
-        @return: Fires with the entry's id once Redis has stored it; fails
-            with L{sse_twisted.redis.client.BrokerUnavailable} or
+        @return: Fires with the entry's id once Redis has stored it (and,
+            with C{replicas}, that many replicas have it); fails with
+            L{sse_twisted.redis.client.BrokerUnavailable} or
             L{sse_twisted.redis.client.RedisError} if it may not have, or
             with L{sse_twisted.retained.TooManyKeys}.
         @raise InvalidEventField: If the event cannot be encoded.
         """
         encode_event(data, event=event)
+        stored: Deferred[str]
         if key is not None:
-            return publish_keyed(
+            stored = publish_keyed(
                 self._publisher,
                 self._key,
                 self._history,
@@ -220,13 +248,42 @@ class RedisLog(Service):
                 topic,
                 key,
             )
-        fields = ["data", data, "topic", topic]
-        if event is not None:
-            fields += ["event", event]
-        stored = self._publisher.execute(
-            "XADD", self._key, "MAXLEN", "~", self._history, "*", *fields
+        else:
+            fields = ["data", data, "topic", topic]
+            if event is not None:
+                fields += ["event", event]
+            stored = self._publisher.execute(
+                "XADD", self._key, "MAXLEN", "~", self._history, "*", *fields
+            ).addCallback(bytes.decode, "ascii")
+        if self._replicas:
+            stored.addCallback(self._replicated)
+        return stored
+
+    def _replicated(self, entry_id: str) -> Deferred[str]:
+        """
+        Wait (C{WAIT}) until C{replicas} replicas have the entry C{entry_id}.
+
+        @return: Fires with C{entry_id}; fails with
+            L{sse_twisted.redis.client.NotReplicated} if too few have it in
+            time (it is stored on the master, but may be lost with it).
+        """
+        timeout = self._replica_timeout
+        acknowledged = self._publisher.execute(
+            "WAIT",
+            self._replicas,
+            max(1, round(timeout * 1000)),
+            timeout=timeout + COMMAND_TIMEOUT,
         )
-        return stored.addCallback(bytes.decode, "ascii")
+
+        def counted(replicas: int) -> str:
+            if replicas < self._replicas:
+                raise NotReplicated(
+                    f"entry {entry_id} reached {replicas} of {self._replicas}"
+                    f" replicas within {timeout:g} s: not known to be stored"
+                )
+            return entry_id
+
+        return acknowledged.addCallback(counted)
 
     def replay(
         self,
@@ -393,6 +450,13 @@ class RedisLog(Service):
             newest = reader.execute("XREVRANGE", self._key, "+", "-", "COUNT", 1)
             newest.addCallbacks(self._positioned, self._read_failed)
             return
+        if reader.generation != self._generation and self._position != (0, 0):
+            generation, position = reader.generation, self._position
+            found = reader.execute(
+                "XREVRANGE", self._key, f"{position[0]}-{position[1]}", "-", "COUNT", 1
+            )
+            found.addCallbacks(self._rejoined, self._read_failed, (generation,))
+            return
         oldest = reader.execute("XRANGE", self._key, "-", "+", "COUNT", 1)
         oldest.addCallbacks(self._check_trimmed, lambda _: None, (self._checked_from,))
         position = self._position
@@ -411,6 +475,7 @@ class RedisLog(Service):
         batch.addCallbacks(self._read, self._read_failed)
 
     def _positioned(self, newest: list[Any]) -> None:
+        self._generation = self._reader.generation
         if newest:
             self._last_id = _text(newest[0][0])
             self._position = parse_entry_id(self._last_id)
@@ -422,6 +487,44 @@ class RedisLog(Service):
             id=self._last_id or "its start",
         )
         self._next()
+
+    def _rejoined(self, found: list[Any], generation: int) -> None:
+        """
+        On a new connection (to a restarted Redis, or a new master after a
+        failover), look up the last entry read: if the stream lacks it, it
+        was lost (with a master that no replica had it from), and so may be
+        entries after it that this process read and others did not. Every
+        stream is told to resync, and reading goes on after the newest
+        entry before it, so that no entry of the new master is skipped.
+        """
+        self._generation = generation
+        position = self._position
+        newest = parse_entry_id(_text(found[0][0])) if found else (0, 0)
+        if position is not None and newest is not None and newest != position:
+            lost = self._last_id or ""
+            self._position = newest
+            self._last_id = _text(found[0][0]) if found else None
+            self._checked_from = None
+            self.log.warn(
+                "entry {id} is gone from Redis stream {key} (a failover or"
+                " restart lost it): streams are told to resync; reading on"
+                " after {newest}",
+                id=lost,
+                key=self._key,
+                newest=self._last_id or "its start",
+            )
+            self._resync(lost)
+        self._next()
+
+    def _resync(self, after: str) -> None:
+        """
+        Tell every stream, pending replays included, that events after
+        C{after} may be missing.
+        """
+        if self._listener is not None:
+            self._listener.resync(after)
+        for resumption in list(self._resumptions):
+            self._finish(resumption, False)
 
     def _check_trimmed(self, oldest: list[Any], checked_from: EntryId | None) -> None:
         """
@@ -440,10 +543,7 @@ class RedisLog(Service):
             " read them: streams are told to resync",
             id=after,
         )
-        if self._listener is not None:
-            self._listener.resync(after)
-        for resumption in list(self._resumptions):
-            self._finish(resumption, False)
+        self._resync(after)
 
     def _read(self, reply: Sequence[Any] | None) -> None:
         if reply:
@@ -535,34 +635,3 @@ def _position_since(milliseconds: int) -> str:
 
 def _text(value: bytes) -> str:
     return value.decode("ascii", "replace")
-
-
-def redis_log(
-    reactor: Any,
-    address: RedisAddress,
-    key: str,
-    history: int,
-    max_keys: int = DEFAULT_MAX_KEYS,
-) -> RedisLog:
-    """
-    Build the log of the stream C{key} in the Redis at C{address}, with its
-    two connections (made when the log starts as a service).
-
-    @param reactor: Connects and times.
-    @param address: Where Redis is.
-    @param key: The stream's key.
-    @param history: The approximate length the stream is trimmed to.
-    @param max_keys: The most retained values.
-    @return: The log, to be fed to the hub and started.
-    """
-    endpoint = HostnameEndpoint(
-        reactor, address.host, address.port, timeout=COMMAND_TIMEOUT
-    )
-    return RedisLog(
-        RedisConnection(endpoint, address, reactor, "publishing"),
-        RedisConnection(endpoint, address, reactor, "reading"),
-        reactor,
-        key,
-        history,
-        max_keys,
-    )
