@@ -24,7 +24,8 @@ from twisted.internet.task import deferLater
 from sse_twisted.hub import Hub
 from sse_twisted.log import Rewind
 from sse_twisted.redis.client import RedisAddress
-from sse_twisted.redis.log import RedisLog, redis_log
+from sse_twisted.redis.connect import shared_log
+from sse_twisted.redis.log import RedisLog
 from sse_twisted.redis.retained import PUBLISH_SCRIPT, retained_key
 from sse_twisted.retained import TooManyKeys
 from sse_twisted.testing import RecordingSink
@@ -46,7 +47,9 @@ class Instance:
         max_keys: int = 10_000,
     ) -> None:
         address = RedisAddress.from_url(server.url)
-        self.log: RedisLog = redis_log(reactor, address, "ssedemo", history, max_keys)
+        self.log: RedisLog = shared_log(
+            reactor, address, "ssedemo", history, max_keys=max_keys
+        )
         self.hub = Hub(reactor, self.log)
         self.log.feed(self.hub)
         self.log.startService()
