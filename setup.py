@@ -56,7 +56,10 @@ setup(
         "hiredis>=3.0",
         "prometheus_client>=0.20",
         "pyjwt[crypto]>=2.8",
+        "treq>=26.7",
     ],
+    # The other end, for the terminal (the server itself is twistd ssedemo).
+    entry_points={"console_scripts": ["ssedemo = sse_twisted.cli.main:main"]},
     extras_require={
         "test": [
             "pytest>=8",

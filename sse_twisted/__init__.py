@@ -11,6 +11,9 @@ L{tap} (options; what twistd starts). L{testing} helps users' tests.
 Each concern beside the core has a subpackage: L{auth} (who may subscribe
 and publish), L{redis} (the shared log), L{transport} (sockets and
 connections), L{ops} (metrics and logs) and L{workers} (several processes
-on one port). Each one's docstring says what it may use and what must not
-import it; C{lint-imports} (run by C{make test}) checks the layers.
+on one port). The other end is a wing the server never imports: L{client}
+(an C{EventSource} and a publisher for Twisted programs) and L{cli} (the
+C{ssedemo} command). Each subpackage's docstring says what it may use and
+what must not import it; C{lint-imports} (run by C{make test}) checks the
+layers.
 """

@@ -37,7 +37,9 @@ from sse_twisted.hub import DEFAULT_TOPIC, MAX_EVENT_NAME, Hub, Receipt, is_topi
 from sse_twisted.observer import Observer
 from sse_twisted.ops.access_log import access_log_line
 from sse_twisted.overload import ClientLimit
-from sse_twisted.redis.client import BrokerUnavailable, RedisError
+from sse_twisted.redis.client import BrokerUnavailable, NotReplicated, RedisError
+from sse_twisted.retained import MAX_KEY_LENGTH, TooManyKeys, is_key
+from sse_twisted.start import Start, stream_start
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG, EventStream
 from sse_twisted.transport.http2 import StreamingSite
 from sse_twisted.web import (
@@ -63,8 +65,10 @@ GREETING = json.dumps({"message": "Gotcha"})
 CHANGED = json.dumps({"message": "Something changed"})
 
 _MAX_TOPICS = 32
-_MAX_LAST_EVENT_ID = 256
-_PUBLISH_FIELDS = frozenset({"data", "event", "topic"})
+_PUBLISH_FIELDS = frozenset({"data", "event", "topic", "key"})
+
+INSUFFICIENT_STORAGE = 507
+"""The status of a keyed publish refused because too many keys are retained."""
 
 RETRY_AFTER = 1
 """Seconds after which a publisher refused with C{503} may try again."""
@@ -154,6 +158,7 @@ class SSEApp:
         self.broker = broker
         self._limit = limit
         self._dropped = None if observer is None else observer.dropped_slow
+        self._conflated = None if observer is None else observer.conflated
         self._started = hub.clock.seconds()
         self._version = package_version()
         self._opening = encode_retry(settings.retry) + encode_event(GREETING)
@@ -205,11 +210,16 @@ class SSEApp:
     def _invalid_field(self, request: IRequest, failure: Failure) -> bytes:
         return error_body(request, 400, str(failure.value))
 
+    @app.handle_errors(TooManyKeys)
+    def _too_many_keys(self, request: IRequest, failure: Failure) -> bytes:
+        return error_body(request, INSUFFICIENT_STORAGE, str(failure.value))
+
     @app.route("/sse", methods=["GET", "HEAD"])
     def stream(self, request: Request) -> Any:
         """
         Open an event stream: C{retry:}, the greeting, the events missed
-        since C{Last-Event-ID} (or C{?lastEventId=}), then live events.
+        since C{Last-Event-ID} (or C{?lastEventId=}), a rewind
+        (C{?rewind=}) or a snapshot (C{?snapshot=1}), then live events.
         (L{sse_twisted.web.StreamFirst} takes C{GET} and C{HEAD} past Klein
         to L{open_stream}.)
         """
@@ -225,11 +235,12 @@ class SSEApp:
         limit of open streams is reached, a C{GET} is turned away before
         the gate is asked.
 
-        @raise RequestError: If the request asks for bad topics.
+        @raise RequestError: If the request asks for bad topics, or a bad
+            rewind or snapshot.
         """
         self._allow_cors(request)
         topics = self._topics(request)
-        last_event_id = _last_event_id(request)
+        start = stream_start(request)
         if (
             request.method == b"GET"
             and self._limit is not None
@@ -244,15 +255,15 @@ class SSEApp:
             self._refuse(request, refusal)
             return
         if isinstance(decision, Deferred):
-            self._open_when_decided(request, topics, last_event_id, decision)
+            self._open_when_decided(request, topics, start, decision)
         else:
-            self._open(request, topics, last_event_id, decision)
+            self._open(request, topics, start, decision)
 
     def _open_when_decided(
         self,
         request: Request,
         topics: list[str],
-        last_event_id: str | None,
+        start: Start,
         decision: Deferred[Grant],
     ) -> None:
         """
@@ -268,7 +279,7 @@ class SSEApp:
 
         def allowed(grant: Grant) -> None:
             if not gone:
-                self._open(request, topics, last_event_id, grant)
+                self._open(request, topics, start, grant)
 
         def refused(failure: Failure) -> None:
             if gone:
@@ -286,7 +297,7 @@ class SSEApp:
         self,
         request: Request,
         topics: list[str],
-        last_event_id: str | None,
+        start: Start,
         grant: Grant,
     ) -> None:
         self._stream_headers(request)
@@ -294,10 +305,20 @@ class SSEApp:
             request.finish()
             return
         stream = EventStream(
-            request, self._ended, self.settings.max_backlog, self._dropped
+            request,
+            self._ended,
+            self.settings.max_backlog,
+            self._dropped,
+            self._conflated,
         )
         stream.start(self._opening)
-        self.hub.subscribe(stream, topics, last_event_id)
+        self.hub.subscribe(
+            stream,
+            topics,
+            start.last_event_id,
+            rewind=start.rewind,
+            snapshot=start.snapshot,
+        )
         self._expiries.add(stream, grant)
 
     def _ended(self, stream: EventStream) -> None:
@@ -350,8 +371,10 @@ class SSEApp:
     @app.route("/publish", methods=["POST"])
     def publish(self, request: IRequest) -> bytes | Deferred[bytes]:
         """
-        Publish one event: C{{"data": …, "event": …, "topic": …}} as JSON or
-        as a form. Answers with the event's id and how many streams got it.
+        Publish one event: C{{"data": …, "event": …, "topic": …, "key": …}}
+        as JSON or as a form. Answers with the event's id and how many
+        streams got it. With a key, the event becomes the retained value of
+        (topic, key), or deletes it if its data is C{null}.
         """
         self._allow_cors(request)
         allowed = self._publisher(request)
@@ -365,9 +388,16 @@ class SSEApp:
             raise RequestError(
                 400, f"event must be a string of 1 to {MAX_EVENT_NAME} characters"
             )
+        key = fields.get("key")
+        if key is not None and not is_key(key):
+            raise RequestError(
+                400,
+                f"key must be a string of 1 to {MAX_KEY_LENGTH} characters"
+                " without CR, LF or NUL",
+            )
         data = fields["data"]
         text = data if isinstance(data, str) else json.dumps(data)
-        published = self.hub.publish(text, event=event, topic=topic)
+        published = self.hub.publish(text, event=event, topic=topic, key=key)
         return self._published(request, published, topic)
 
     def _published(
@@ -406,14 +436,21 @@ class SSEApp:
         return json_body(request, answer)
 
     def _unavailable(self, failure: Failure, request: IRequest) -> bytes:
+        if failure.check(TooManyKeys):
+            return error_body(request, INSUFFICIENT_STORAGE, failure.getErrorMessage())
         failure.trap(BrokerUnavailable, RedisError)
+        if failure.check(NotReplicated):
+            why = "the event is not known to be stored (too few replicas have it)"
+        else:
+            why = "the event log is unavailable"
         self.log.warn(
-            "refused a publish: the event log is unavailable ({error})",
+            "refused a publish: {why} ({error})",
+            why=why,
             error=failure.getErrorMessage(),
         )
         return RequestError(
             503,
-            "the event log is unavailable; try again later",
+            f"{why}; try again later",
             [("Retry-After", str(RETRY_AFTER))],
         ).render(request)
 
@@ -506,7 +543,7 @@ class SSEApp:
         if unknown:
             raise RequestError(
                 400,
-                f"unknown fields {sorted(unknown)}; allowed: data, event, topic"
+                f"unknown fields {sorted(unknown)}; allowed: data, event, topic, key"
                 " (ids are assigned by the server)",
             )
         if "data" not in fields:
@@ -531,11 +568,3 @@ def _checked_topic(topic: object) -> str:
             400, "topic names are 1 to 64 characters: letters, digits, . _ ~ : -"
         )
     return topic
-
-
-def _last_event_id(request: IRequest) -> str | None:
-    header = request.getHeader("Last-Event-ID")
-    if header is None:
-        values = request.args.get(b"lastEventId")
-        header = values[-1].decode("utf-8", "replace") if values else None
-    return None if header is None else header[:_MAX_LAST_EVENT_ID]

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from time import perf_counter
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -24,7 +25,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sse_twisted.event import encode_comment, encode_event
-from sse_twisted.log import EventLog, LogUnavailable, MemoryLog, Record
+from sse_twisted.log import (
+    EventLog,
+    LogUnavailable,
+    MemoryLog,
+    Record,
+    Rewind,
+    Snapshot,
+)
 from sse_twisted.observer import Observer
 
 DEFAULT_TOPIC = "default"
@@ -52,15 +60,27 @@ application should fetch its state afresh. Its data is a JSON object with
 the C{lastEventId} the client sent.
 """
 
+SNAPSHOT_EVENT = "snapshot"
+"""
+The event type that ends a snapshot: its data is a JSON object with the
+C{count} of retained values sent before it, its id the log position they
+were read at; the live events after that position follow.
+"""
+
 
 class EventSink(Protocol):
     """
     One open stream, as the hub sees it.
     """
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, conflate: Hashable | None = None) -> None:
         """
         Queue C{data} for the client. Must not raise when the client is gone.
+
+        @param data: Encoded events or comments.
+        @param conflate: If given, the (topic, key) of a keyed event on a
+            conflated topic: while the client is behind, a newer event with
+            the same C{conflate} may replace this one before it is sent.
         """
 
     def close(self, farewell: bytes = b"") -> None:
@@ -89,10 +109,12 @@ class SinkGroup(Protocol):
         @return: How many streams are in.
         """
 
-    def write(self, data: bytes) -> list[EventSink]:
+    def write(self, data: bytes, conflate: Hashable | None = None) -> list[EventSink]:
         """
         Write C{data} to every stream in.
 
+        @param conflate: Passed on to the streams that are behind (see
+            L{EventSink.write}).
         @return: The streams whose write raised (logged already).
         """
 
@@ -116,24 +138,44 @@ class SinkSet:
     def __len__(self) -> int:
         return len(self._sinks)
 
-    def write(self, data: bytes) -> list[EventSink]:
-        return write_each(tuple(self._sinks), data)
+    def write(self, data: bytes, conflate: Hashable | None = None) -> list[EventSink]:
+        return write_each(tuple(self._sinks), data, conflate)
 
 
-def write_each(sinks: Iterable[EventSink], data: bytes) -> list[EventSink]:
+def write_each(
+    sinks: Iterable[EventSink], data: bytes, conflate: Hashable | None = None
+) -> list[EventSink]:
     """
     Write C{data} to each of C{sinks}, logging any that raises.
 
+    @param conflate: See L{EventSink.write}.
     @return: The sinks whose write raised.
     """
     failed = []
     for sink in sinks:
         try:
-            sink.write(data)
+            if conflate is None:
+                sink.write(data)
+            else:
+                sink.write(data, conflate)
         except Exception:
             Hub.log.failure("dropping a stream that failed a write")
             failed.append(sink)
     return failed
+
+
+T = TypeVar("T")
+
+
+def _then(result: T | Deferred[T], then: Callable[[T], Any]) -> Any:
+    """
+    Call C{then} with C{result} now, or once it fires if it is a
+    L{Deferred}: the in-memory log answers at once, in one step of the
+    event loop, a shared one later.
+    """
+    if isinstance(result, Deferred):
+        return result.addCallback(then)
+    return then(result)
 
 
 @dataclass(frozen=True)
@@ -159,9 +201,9 @@ class _Subscription:
 @dataclass(slots=True)
 class _Resuming:
     """
-    A stream whose replay from a shared log is still under way, or that
-    waits for the log to be readable: it joins the fan-out when C{replay}
-    fires, and gets keep-alives meanwhile.
+    A stream whose start (replay, rewind or snapshot) from a shared log is
+    still under way, or that waits for the log to be readable: it joins the
+    fan-out when C{replay} fires, and gets keep-alives meanwhile.
     """
 
     replay: Deferred[Any]
@@ -181,6 +223,7 @@ class Hub:
         events: EventLog | None = None,
         observer: Observer | None = None,
         groups: Callable[[], SinkGroup] = SinkSet,
+        conflated: Callable[[str], bool] | None = None,
         unavailable: Callable[[], bytes] = bytes,
     ) -> None:
         """
@@ -190,6 +233,8 @@ class Hub:
         @param observer: Told of opened streams, publishes, fan-outs and
             resumes, such as L{sse_twisted.ops.metrics.Metrics}; by default none.
         @param groups: Makes the group of streams of a topic.
+        @param conflated: Tells the topics whose keyed events conflate on
+            streams that are behind (C{--conflate}); by default none.
         @param unavailable: Makes the last bytes of a stream that could not
             be served because the log could not be read in time, such as
             a jittered C{retry:} field; by default nothing.
@@ -198,6 +243,7 @@ class Hub:
         self._observer = observer
         self._events: EventLog = MemoryLog() if events is None else events
         self._groups = groups
+        self._conflated = conflated
         self._unavailable = unavailable
         self._subscribers: dict[str, SinkGroup] = {}
         self._subscriptions: dict[EventSink, _Subscription] = {}
@@ -231,61 +277,113 @@ class Hub:
         sink: EventSink,
         topics: Iterable[str] = (DEFAULT_TOPIC,),
         last_event_id: str | None = None,
+        *,
+        rewind: Rewind | None = None,
+        snapshot: bool = False,
     ) -> None:
         """
         Register C{sink} for the events of C{topics}.
 
         When C{last_event_id} is given, the events of those topics published
         after it are written to C{sink} first, in order; if the hub cannot
-        tell which events came after it, a L{RESYNC_EVENT} is written instead.
-        Replay and registration happen in one step (with a shared log, in
-        the step where the log says the replay has caught up), so no event
-        published meanwhile is missed or repeated.
+        tell which events came after it, a L{RESYNC_EVENT} is written
+        instead, followed by the snapshot if C{snapshot} is asked for.
+        Without C{last_event_id}, a C{rewind} writes the last events of those
+        topics first, and a C{snapshot} their retained values and a
+        L{SNAPSHOT_EVENT} naming the log position they were read at. Then
+        live events follow: the start and the registration happen in one
+        step (with a shared log, in the step where the log says the replay
+        has caught up), so no event published meanwhile is missed or
+        repeated.
 
         @param sink: The stream.
         @param topics: The topic names; duplicates are ignored.
         @param last_event_id: The id of the last event the client received.
+        @param rewind: How far back a first connect starts.
+        @param snapshot: Whether the stream starts with the retained values
+            of its topics, on a first connect or when it cannot resume.
         """
         topics = tuple(dict.fromkeys(topics))
+        wanted = frozenset(topics)
+        started: Any = None
         if last_event_id:
-            replayed = self._events.replay(last_event_id, frozenset(topics), sink.write)
-            if isinstance(replayed, Deferred):
-                self._resuming[sink] = _Resuming(replayed, self._clock.seconds())
-                replayed.addCallback(self._resumed, sink, topics, last_event_id)
-                replayed.addErrback(self._not_served, sink)
-                return
-            self._replayed(replayed, sink, last_event_id)
+            started = _then(
+                self._events.replay(last_event_id, wanted, sink.write),
+                partial(self._replayed, sink, wanted, last_event_id, snapshot),
+            )
+        elif rewind is not None:
+            started = _then(
+                self._events.rewind(wanted, rewind), partial(self._follow, sink, wanted)
+            )
+        elif snapshot:
+            started = self._snapshot(sink, wanted)
         else:
-            held = self._events.hold()
-            if held is not None:
-                self._resuming[sink] = _Resuming(held, self._clock.seconds())
-                held.addCallback(lambda _: self._joined(sink, topics))
-                held.addErrback(self._not_served, sink)
-                return
+            started = self._events.hold()
+        if isinstance(started, Deferred):
+            self._resuming[sink] = _Resuming(started, self._clock.seconds())
+            started.addCallbacks(
+                self._started,
+                self._not_started,
+                callbackArgs=(sink, topics),
+                errbackArgs=(sink,),
+            )
+            return
         self._register(sink, topics)
 
-    def _joined(self, sink: EventSink, topics: tuple[str, ...]) -> None:
+    def _started(self, _: object, sink: EventSink, topics: tuple[str, ...]) -> None:
         del self._resuming[sink]
         self._register(sink, topics)
 
-    def _not_served(self, failure: Failure, sink: EventSink) -> None:
+    def _not_started(self, failure: Failure, sink: EventSink) -> None:
         """
-        The log could not be read in time for C{sink}: end it with the
-        C{unavailable} farewell, so that its client comes back.
+        C{sink} could not be started: the log could not be read in time, or
+        failed. End it with the C{unavailable} farewell, so that its client
+        comes back.
         """
         if failure.check(CancelledError):
             return
-        failure.trap(LogUnavailable)
-        if self._resuming.pop(sink, None) is not None:
+        if self._resuming.pop(sink, None) is None:
+            return
+        if failure.check(LogUnavailable):
             self.log.info("the event log is not readable: a stream is told to retry")
-            sink.close(self._unavailable())
+        else:
+            self.log.warn(
+                "cannot start a stream: {error}; closing it, its client comes back",
+                error=failure.getErrorMessage(),
+            )
+        sink.close(self._unavailable())
 
-    def _resumed(
-        self, replayed: bool, sink: EventSink, topics: tuple[str, ...], after: str
-    ) -> None:
-        del self._resuming[sink]
-        self._replayed(replayed, sink, after)
-        self._register(sink, topics)
+    def _snapshot(self, sink: EventSink, topics: Collection[str]) -> Any:
+        return _then(
+            self._events.snapshot(topics), partial(self._send_snapshot, sink, topics)
+        )
+
+    def _send_snapshot(
+        self, sink: EventSink, topics: Collection[str], snapshot: Snapshot
+    ) -> Any:
+        for value in snapshot.values:
+            sink.write(value.wire)
+        sink.write(
+            encode_event(
+                json.dumps({"count": len(snapshot.values)}),
+                event=SNAPSHOT_EVENT,
+                id=snapshot.position,
+            )
+        )
+        return self._follow(sink, topics, snapshot.position)
+
+    def _follow(self, sink: EventSink, topics: Collection[str], position: str) -> Any:
+        """
+        Write the events after C{position}, then let the stream join.
+        """
+        return _then(
+            self._events.replay(position, topics, sink.write, exact=False),
+            partial(self._followed, sink, position),
+        )
+
+    def _followed(self, sink: EventSink, position: str, replayed: bool) -> None:
+        if not replayed:
+            self._tell_resync(sink, position)
 
     def _register(self, sink: EventSink, topics: tuple[str, ...]) -> None:
         self._subscriptions[sink] = _Subscription(topics, self._clock.seconds())
@@ -318,7 +416,12 @@ class Hub:
         self._note(closed=1)
 
     def publish(
-        self, data: str, *, event: str | None = None, topic: str = DEFAULT_TOPIC
+        self,
+        data: str,
+        *,
+        event: str | None = None,
+        topic: str = DEFAULT_TOPIC,
+        key: str | None = None,
     ) -> Receipt | Deferred[Receipt]:
         """
         Append the event to the log, and write it, with its id, to every
@@ -327,13 +430,18 @@ class Hub:
         @param data: The payload.
         @param event: The event type, or C{None} for C{message}.
         @param topic: The topic.
+        @param key: Makes the event the retained value of (C{topic},
+            C{key}), or deletes that value if C{data} is C{null}.
         @return: The event's id and how many streams it was written to; with
             a shared log, a L{Deferred} that fires with the id once the log
             has stored the event (which the log delivers later).
         @raise sse_twisted.event.InvalidEventField: If the event cannot be
             encoded; nothing is published then.
+        @raise sse_twisted.retained.TooManyKeys: If C{key} is new and the
+            retained values are at their limit; nothing is published then
+            (with a shared log, the L{Deferred} fails with it).
         """
-        appended = self._events.append(data, event, topic)
+        appended = self._events.append(data, event, topic, key)
         if isinstance(appended, Deferred):
             return appended.addCallback(self._stored)
         self._published()
@@ -354,7 +462,10 @@ class Hub:
         @param record: The event.
         @return: How many streams it was written to.
         """
-        return self._deliver(record.topic, record.wire)
+        key, conflated = record.key, self._conflated
+        if key is None or conflated is None or not conflated(record.topic):
+            return self._deliver(record.topic, record.wire)
+        return self._deliver(record.topic, record.wire, (record.topic, key))
 
     def broadcast(
         self, data: str, *, event: str | None = None, topic: str = DEFAULT_TOPIC
@@ -439,7 +550,9 @@ class Hub:
         )
         self._opened = self._closed = 0
 
-    def _deliver(self, topic: str, wire: bytes) -> int:
+    def _deliver(
+        self, topic: str, wire: bytes, conflate: Hashable | None = None
+    ) -> int:
         group = self._subscribers.get(topic)
         if not group:
             return 0
@@ -447,7 +560,7 @@ class Hub:
         started = perf_counter() if observer is not None else 0.0
         count = len(group)
         self._last_delivery[topic] = self._clock.seconds()
-        failed = group.write(wire)
+        failed = group.write(wire, conflate)
         for sink in failed:
             self.unsubscribe(sink)
         delivered = count - len(failed)
@@ -467,11 +580,22 @@ class Hub:
         for sink in list(self._subscriptions):
             sink.write(wire)
 
-    def _replayed(self, replayed: bool, sink: EventSink, last_event_id: str) -> None:
+    def _replayed(
+        self,
+        sink: EventSink,
+        topics: Collection[str],
+        last_event_id: str,
+        snapshot: bool,
+        replayed: bool,
+    ) -> Any:
         if self._observer is not None:
             self._observer.resumed(replayed)
         if replayed:
-            return
+            return None
+        self._tell_resync(sink, last_event_id)
+        return self._snapshot(sink, topics) if snapshot else None
+
+    def _tell_resync(self, sink: EventSink, last_event_id: str) -> None:
         self.log.info(
             "cannot resume after {id}: sending {event}",
             id=last_event_id,

@@ -6,6 +6,9 @@ L{sse_twisted.hub.Hub} only fans them out to the streams of this process.
 L{MemoryLog} is the embedded log of a single process; a shared log
 (L{sse_twisted.redis.log.RedisLog}) answers asynchronously, and feeds the
 hub every event itself, its own ones included, in the log's order.
+
+Besides the history, a log keeps the retained values of keyed events
+(L{sse_twisted.retained}) for snapshots, and tells where a rewind starts.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 
 from sse_twisted.event import encode_event
+from sse_twisted.retained import DEFAULT_MAX_KEYS, RetainedValues
 
 
 class Record(NamedTuple):
@@ -27,11 +33,39 @@ class Record(NamedTuple):
     @ivar id: The event's id.
     @ivar topic: The topic it was published to.
     @ivar wire: The event, encoded with its id, ready to write.
+    @ivar key: Its key, if it was published with one.
     """
 
     id: str
     topic: str
     wire: bytes
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Rewind:
+    """
+    Where a stream that asks for context on its first connect starts: its
+    topics' last C{count} events, or those stored in the last C{seconds}.
+    Exactly one of the two is given.
+    """
+
+    count: int | None = None
+    seconds: int | None = None
+
+
+class Snapshot(NamedTuple):
+    """
+    The retained values of some topics, and the log position they were
+    read at.
+
+    @ivar values: The retained events, in id order.
+    @ivar position: The newest event id in the whole log when they were
+        read, or C{""} if the log was empty.
+    """
+
+    values: list[Record]
+    position: str
 
 
 class LogUnavailable(Exception):
@@ -54,32 +88,46 @@ class EventLog(Protocol):
         """
 
     def append(
-        self, data: str, event: str | None, topic: str
+        self, data: str, event: str | None, topic: str, key: str | None = None
     ) -> Record | Deferred[str]:
         """
-        Give an event the next id and keep it.
+        Give an event the next id and keep it; with a C{key}, keep it as
+        the retained value of (C{topic}, C{key}) too, or delete that value
+        if C{data} is L{sse_twisted.retained.DELETION}.
 
         @param data: The payload.
         @param event: The event type, or C{None} for C{message}.
         @param topic: The topic.
+        @param key: The event's key, checked by
+            L{sse_twisted.retained.is_key}, or C{None}.
         @return: The event as it goes out, for the caller to deliver; or,
             from a shared log that delivers its events itself, a
             L{Deferred} that fires with the event's id once it is stored.
         @raise sse_twisted.event.InvalidEventField: If the event cannot be
             encoded; nothing is kept then.
+        @raise sse_twisted.retained.TooManyKeys: If C{key} is a new key
+            beyond the limit (a shared log fails its L{Deferred} with it).
         """
 
     def replay(
-        self, after: str, topics: Collection[str], write: Callable[[bytes], object]
+        self,
+        after: str,
+        topics: Collection[str],
+        write: Callable[[bytes], object],
+        exact: bool = True,
     ) -> bool | Deferred[bool]:
         """
         Write the events of C{topics} that came after the event C{after}, in
         order, up to the newest, including any event appended by one of
         these very writes.
 
-        @param after: The id of the last event the client received.
+        @param after: The id of the last event the client received; or,
+            if not C{exact}, a position from L{rewind} or L{snapshot}.
         @param topics: The topics whose events are written.
         @param write: Called with each encoded event.
+        @param exact: Whether C{after} must be an event still in the
+            history; if not, the events after the position that the
+            history still holds are written.
         @return: Whether the log could tell which events came after
             C{after}; if not, nothing or only a part was written, and the
             client may have missed events. A shared log answers with a
@@ -99,6 +147,25 @@ class EventLog(Protocol):
             miss, and is told to come back.
         """
 
+    def rewind(self, topics: Collection[str], rewind: Rewind) -> str | Deferred[str]:
+        """
+        Find where a rewind starts.
+
+        @param topics: The stream's topics.
+        @param rewind: How far back.
+        @return: The position after which the rewound events come, for
+            L{replay} with C{exact} false.
+        """
+
+    def snapshot(self, topics: Collection[str]) -> Snapshot | Deferred[Snapshot]:
+        """
+        Read the retained values of C{topics} and the log position they
+        are current at, in one step.
+
+        @param topics: The stream's topics.
+        @return: The snapshot.
+        """
+
 
 class MemoryLog:
     """
@@ -110,38 +177,63 @@ class MemoryLog:
     have missed events instead of being silently given the wrong ones.
     """
 
-    def __init__(self, history: int = 1000, instance: str | None = None) -> None:
+    def __init__(
+        self,
+        history: int = 1000,
+        instance: str | None = None,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        clock: IReactorTime | None = None,
+    ) -> None:
         """
         @param history: How many events are kept for resuming clients; C{0}
             turns resuming off.
         @param instance: The prefix of this log's event ids; by default
             derived from the wall-clock time of its creation.
-        @raise ValueError: If C{history} is negative.
+        @param max_keys: The most retained values, across all topics.
+        @param clock: Tells when each event is stored, for rewinds by
+            time; by default the wall clock.
+        @raise ValueError: If C{history} or C{max_keys} is negative.
         """
         if history < 0:
             raise ValueError("history must not be negative")
         self._instance = instance if instance is not None else _time_token()
         self._records: deque[Record] = deque(maxlen=history)
+        self._stored: deque[float] = deque(maxlen=history)
+        self._retained: RetainedValues[Record] = RetainedValues(max_keys)
+        self._now = time.time if clock is None else clock.seconds
         self._seq = 0
 
     @property
     def last_id(self) -> str | None:
         return self._id(self._seq) if self._seq else None
 
-    def append(self, data: str, event: str | None, topic: str) -> Record:
+    def append(
+        self, data: str, event: str | None, topic: str, key: str | None = None
+    ) -> Record:
+        if key is not None:
+            self._retained.check(topic, key, data)
         seq = self._seq + 1
         event_id = self._id(seq)
-        record = Record(event_id, topic, encode_event(data, event=event, id=event_id))
+        wire = encode_event(data, event=event, id=event_id)
+        record = Record(event_id, topic, wire, key)
         self._seq = seq
         self._records.append(record)
+        self._stored.append(self._now())
+        self._retained.keep(record, data)
         return record
 
     def replay(
-        self, after: str, topics: Collection[str], write: Callable[[bytes], object]
+        self,
+        after: str,
+        topics: Collection[str],
+        write: Callable[[bytes], object],
+        exact: bool = True,
     ) -> bool:
-        seq = self._parse(after)
+        seq = 0 if after == "" and not exact else self._parse(after)
         if seq is None:
             return False
+        if not exact:
+            seq = max(seq, self._seq - len(self._records))
         while seq < self._seq:
             seq += 1
             index = seq - (self._seq - len(self._records) + 1)
@@ -157,6 +249,23 @@ class MemoryLog:
         A memory log is always ready.
         """
         return None
+
+    def rewind(self, topics: Collection[str], rewind: Rewind) -> str:
+        records, stored = self._records, self._stored
+        start = len(records)
+        if rewind.count is not None:
+            wanted = rewind.count
+            while start > 0 and wanted > 0:
+                start -= 1
+                wanted -= records[start].topic in topics
+        elif rewind.seconds is not None:
+            since = self._now() - rewind.seconds
+            while start > 0 and stored[start - 1] >= since:
+                start -= 1
+        return self._id(self._seq - len(records) + start)
+
+    def snapshot(self, topics: Collection[str]) -> Snapshot:
+        return Snapshot(self._retained.values(topics), self.last_id or "")
 
     def _id(self, seq: int) -> str:
         return f"{self._instance}-{seq}"

@@ -39,6 +39,12 @@ class Observer(Protocol):
         replayed, or (C{replayed} false) it was told to resynchronise.
         """
 
+    def conflated(self, count: int) -> None:
+        """
+        C{count} queued events were discarded on a stream that is behind,
+        because newer ones of the same topic and key replaced them.
+        """
+
     def dropped_slow(self) -> None:
         """
         A stream was dropped because its client read too slowly.

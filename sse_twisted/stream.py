@@ -4,7 +4,8 @@ One open C{text/event-stream} HTTP response, as an L{sse_twisted.hub.EventSink}.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -60,19 +61,29 @@ class EventStream:
     pause the connection is dropped (over HTTP/2, only this stream is reset):
     the client reconnects by itself and resumes from the history, and the
     server does not hold an unbounded buffer for it.
+
+    Conflation: once a keyed event of a conflated topic comes while the
+    stream is paused, the stream stops handing events to the connection
+    and queues them itself, in order, until the connection takes writes
+    again; a queued event is discarded when a newer one of the same
+    (topic, key) is queued. That queue counts against C{max_backlog} too.
     """
 
     __slots__ = (
         "_backlog",
         "_channel",
         "_chunked",
+        "_conflated",
         "_dropped",
         "_ended",
         "_lease",
         "_max_backlog",
         "_open",
         "_paused",
+        "_pending",
+        "_pending_bytes",
         "_request",
+        "_sequence",
         "_transport",
     )
 
@@ -84,6 +95,7 @@ class EventStream:
         ended: Callable[[EventStream], object],
         max_backlog: int = DEFAULT_MAX_BACKLOG,
         dropped: Callable[[], object] | None = None,
+        conflated: Callable[[int], object] | None = None,
     ) -> None:
         """
         @param request: The request whose response carries the events; its
@@ -93,6 +105,8 @@ class EventStream:
         @param max_backlog: How many bytes may pile up while the connection
             has paused the stream before it is dropped.
         @param dropped: Called if the stream is dropped for a slow client.
+        @param conflated: Called with how many queued events a newer one
+            replaced.
         """
         self._request: Request | None = request
         self._channel: HTTPChannel | None = None
@@ -104,12 +118,17 @@ class EventStream:
         self._max_backlog = max_backlog
         self._ended = ended
         self._dropped = dropped
+        self._conflated = conflated
+        self._pending: OrderedDict[Hashable, bytes] | None = None
+        self._pending_bytes = 0
+        self._sequence = 0
         self._lease: Lease | None = None
         request.notifyFinish().addBoth(self._end)
 
     def _end(self, reason: object) -> None:
         self._open = False
         self._request = self._channel = self._transport = self._lease = None
+        self._pending = None
         self._ended(self)
 
     def start(self, opening: bytes) -> None:
@@ -128,18 +147,48 @@ class EventStream:
             self._transport = channel.transport
             self._chunked = bool(request.chunked)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, conflate: Hashable | None = None) -> None:
         """
         Queue C{data} for the client. After a disconnect, it is dropped.
 
         @param data: Encoded events or comments.
+        @param conflate: The (topic, key) of a keyed event of a conflated
+            topic, which a newer one may replace while the client is behind.
         """
+        if self._pending is not None or (self._paused and conflate is not None):
+            self._enqueue(data, conflate)
+            return
         if self._paused:
             self._backlog += len(data)
             if self._backlog > self._max_backlog:
                 if self._open:
                     self._drop()
                 return
+        self._send(data)
+
+    def _enqueue(self, data: bytes, conflate: Hashable | None) -> None:
+        """
+        Queue C{data} in the stream's own queue, replacing the queued event
+        of the same C{conflate}, if any.
+        """
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = OrderedDict()
+        if conflate is None:
+            self._sequence += 1
+            conflate = self._sequence
+        else:
+            replaced = pending.pop(conflate, None)
+            if replaced is not None:
+                self._pending_bytes -= len(replaced)
+                if self._conflated is not None:
+                    self._conflated(1)
+        pending[conflate] = data
+        self._pending_bytes += len(data)
+        if self._backlog + self._pending_bytes > self._max_backlog and self._open:
+            self._drop()
+
+    def _send(self, data: bytes) -> None:
         transport = self._transport
         if transport is None:
             if self._request is not None:
@@ -208,11 +257,21 @@ class EventStream:
 
     def resumeProducing(self) -> None:
         """
-        The connection's buffer has drained.
+        The connection's buffer has drained: send what the stream queued,
+        until the connection is full again.
         """
         self._paused = False
+        pending = self._pending
+        while pending and not self._paused and self._open:
+            _, data = pending.popitem(last=False)
+            self._pending_bytes -= len(data)
+            self._send(data)
+        if pending and not self._paused:
+            return  # the stream is over
+        if not pending:
+            self._pending = None
         if self._lease is not None:
-            self._lease.paused = False
+            self._lease.paused = self._paused
 
     def stopProducing(self) -> None:
         """
@@ -285,7 +344,7 @@ class StreamGroup:
     def __len__(self) -> int:
         return len(self._direct) + len(self._others)
 
-    def write(self, data: bytes) -> list[EventSink]:
+    def write(self, data: bytes, conflate: Hashable | None = None) -> list[EventSink]:
         others = tuple(self._others)
         chunk = _chunk(data)
         partial, held = self._direct.send(chunk)
@@ -297,6 +356,6 @@ class StreamGroup:
             except Exception:
                 self.log.failure("dropping a stream that failed a write")
                 failed.append(stream)
-        failed += write_each(held, data)  # type: ignore[arg-type]
-        failed += write_each(others, data)
+        failed += write_each(held, data, conflate)  # type: ignore[arg-type]
+        failed += write_each(others, data, conflate)
         return failed

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from OpenSSL.crypto import Error as CryptoError
 from twisted.application.internet import StreamServerEndpointService
@@ -22,18 +22,23 @@ from twisted.python.filepath import FilePath
 
 from sse_twisted.app import Settings, SSEApp, package_version
 from sse_twisted.auth import config as auth_config
+from sse_twisted.auth.gate import Patterns
 from sse_twisted.event import encode_jittered_retry
 from sse_twisted.fanout import choose_fanout
-from sse_twisted.hub import Hub
+from sse_twisted.hub import Hub, is_topic_name
 from sse_twisted.log import MemoryLog
+from sse_twisted.ops import worker_metrics
 from sse_twisted.ops.jsonlog import STDOUT, JsonLog
 from sse_twisted.ops.metrics import Metrics
+from sse_twisted.ops.metrics_dir import MetricsDirectory
+from sse_twisted.ops.worker_metrics import WorkerMetrics
 from sse_twisted.overload import ClientLimit
-from sse_twisted.redis.client import InvalidRedisURL, RedisAddress
-from sse_twisted.redis.log import redis_log
+from sse_twisted.redis import options as redis_options
+from sse_twisted.redis.connect import shared_log
+from sse_twisted.retained import DEFAULT_MAX_KEYS
 from sse_twisted.service import ListenWhenReady, sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
-from sse_twisted.transport.eager import EagerTCPServerEndpoint
+from sse_twisted.transport.shared import can_share, parent_socket
 from sse_twisted.workers.supervisor import WorkerSupervisor
 
 BUNDLED_STATIC = Path(__file__).parent / "static"
@@ -55,6 +60,7 @@ _MAX_HISTORY = 1_000_000
 _MIN_REDIS_HISTORY = 100
 _MAX_CLIENTS = 100_000_000
 _MAX_WORKERS = 1024
+_MAX_KEYS = 100_000_000
 
 
 def endpoint_description(port: str) -> str:
@@ -140,13 +146,25 @@ class Options(usage.Options):
             " resuming off.",
             int,
         ],
+        [
+            "max-keys",
+            None,
+            DEFAULT_MAX_KEYS,
+            "Most retained values (events published with a key), across all"
+            " topics (with --redis, across every ssedemo on the stream); a"
+            " new key beyond them is refused with 507.",
+            int,
+        ],
         ["retry", None, 3000, "Reconnection delay told to clients, in ms.", int],
         [
             "max-clients",
             None,
             0,
-            "Most streams open at once; further clients are told to come back"
-            " after one to two --retry intervals. 0: no limit.",
+            "Most streams open at once on the whole server; further clients"
+            " are told to come back after one to two --retry intervals. With"
+            " --workers W each worker takes N // W of them (the kernel spreads"
+            " connections unevenly, so part of N can stay unused); N must be"
+            " at least W. 0: no limit.",
             int,
         ],
         [
@@ -155,7 +173,12 @@ class Options(usage.Options):
             None,
             "Serve Prometheus metrics at GET /metrics on this endpoint, given"
             " as --port is, such as tcp:9100:interface=127.0.0.1; off by"
-            " default.",
+            " default. With --workers the parent serves the whole server's:"
+            " counters summed over the workers (never going back when one is"
+            " replaced), ssedemo_streams summed and ssedemo_broker_up the"
+            " least over the workers alive, these two read every"
+            f" {worker_metrics.REFRESH:g} s; process_* and python_* figures"
+            " are the parent's own.",
         ],
         [
             "publish-token",
@@ -170,19 +193,7 @@ class Options(usage.Options):
             None,
             "File holding the bearer token that POST /publish requires.",
         ],
-        [
-            "redis",
-            None,
-            None,
-            "Keep the events in a Redis stream, shared by every ssedemo on it:"
-            " redis://HOST:PORT/DB (default port 6379, database 0).",
-        ],
-        [
-            "redis-key",
-            None,
-            "ssedemo",
-            "The key of the Redis stream (with --redis).",
-        ],
+        *redis_options.PARAMETERS,
         [
             "log-json",
             None,
@@ -194,17 +205,27 @@ class Options(usage.Options):
             "workers",
             None,
             1,
-            "Worker processes serving the one TCP port, restarted if they"
-            " die (more than 1 needs --redis).",
+            "Worker processes serving the one --port (TCP, ssl: with HTTP/2,"
+            " or a systemd: socket), restarted if they die; the parent binds"
+            " the port and serves --metrics (more than 1 needs --redis).",
             int,
         ],
         *auth_config.PARAMETERS,
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, *, worker: bool = False) -> None:
+        """
+        @param worker: Whether these are the options of a worker of
+            C{--workers N}, which serves the socket its parent gives it:
+            its C{--port} was checked by the parent, and says only how to
+            serve that socket (a socket systemd passed was passed to the
+            parent, not to it).
+        """
         super().__init__()
+        self.worker = worker
         self["cors-origin"] = []
         self["ports"] = []
+        self["conflate"] = []
 
     def opt_port(self, port: str) -> None:
         """Where to listen (repeatable; default 8080): a port number, or a Twisted server endpoint description such as tcp:8080:interface=127.0.0.1 or ssl:8443:privateKey=key.pem:certKey=cert.pem (HTTPS, and HTTP/2 by ALPN). TCP and TLS get a listen backlog of 4096 unless given."""  # noqa: E501 (one line: --help keeps a docstring's line breaks)
@@ -225,19 +246,27 @@ class Options(usage.Options):
         """Let this origin use /sse and /publish (repeatable; * for any)."""
         self["cors-origin"].append(origin)
 
+    def opt_conflate(self, pattern: str) -> None:
+        """Conflate keyed events of these topics (repeatable; an exact topic, prefix.* or *): a stream that is behind gets only the newest pending event of each key, and stays connected as long as one event per key fits in --max-backlog. Off by default."""  # noqa: E501
+        if pattern != "*" and not is_topic_name(pattern.removesuffix(".*")):
+            raise usage.UsageError(f"--conflate {pattern}: a topic name, prefix.* or *")
+        self["conflate"].append(pattern)
+
     def opt_public_topic(self, pattern: str) -> None:
         """Let anyone subscribe to this topic pattern, no token checked (repeatable)."""
         auth_config.public_topic(self, pattern)
 
     def postOptions(self) -> None:
         given_ports = self["ports"] or [DEFAULT_PORT]
-        self["ports"] = [_endpoint("port", port) for port in given_ports]
+        check = endpoint_description if self.worker else _port_endpoint
+        self["ports"] = [check(port) for port in given_ports]
         _check_range(self, "heartbeat", 0, 86400)
         _check_range(self, "keepalive", 0, 86400)
         _check_range(self, "max-body", 1, 1 << 30)
         _check_range(self, "max-backlog", 1, 1 << 32)
         _check_range(self, "history", 0, _MAX_HISTORY)
         _check_range(self, "retry", 0, _MAX_RETRY)
+        _check_range(self, "max-keys", 0, _MAX_KEYS)
         _check_range(self, "max-clients", 0, _MAX_CLIENTS)
         if self["metrics"] is not None:
             self["metrics"] = _endpoint("metrics", self["metrics"])
@@ -246,7 +275,8 @@ class Options(usage.Options):
             raise usage.UsageError(f"--static: {static} is not a directory")
         self["static"] = static
         self["publish-token"] = self._token()
-        self["redis"] = self._redis()
+        redis_options.check(self)
+        self._check_redis_history()
         self["log-json"] = _log_json_path(self["log-json"])
         auth_config.check(self)
         self._check_workers(given_ports)
@@ -274,33 +304,24 @@ class Options(usage.Options):
         [port, *more] = given_ports
         if more:
             raise usage.UsageError("--workers shares one --port, not several")
-        if not endpoint_description(port).startswith("eagertcp:"):
+        if not can_share(endpoint_description(port)):
             raise usage.UsageError(
-                "--workers shares one TCP port (a number or tcp:...) between"
-                f" the workers; it cannot share {port.partition(':')[0]}:"
+                "--workers shares one TCP port (a number, tcp:..., ssl:... or"
+                " systemd:...) between the workers; it cannot share"
+                f" {port.partition(':')[0]}:"
             )
-        if self["metrics"] is not None:
+        if 0 < self["max-clients"] < self["workers"]:
             raise usage.UsageError(
-                "--metrics does not work with --workers yet: each worker counts"
-                " only its own streams, and they cannot all serve one metrics port"
+                f"--max-clients {self['max-clients']} is smaller than --workers"
+                f" {self['workers']}: each worker takes --max-clients // --workers"
+                " streams, which would leave a worker none"
             )
 
-    def _redis(self) -> RedisAddress | None:
-        if not self["redis-key"]:
-            raise usage.UsageError("--redis-key must not be empty")
-        if self["redis"] is None:
-            return None
-        try:
-            address = RedisAddress.from_url(self["redis"])
-        except InvalidRedisURL as e:
-            raise usage.UsageError(
-                f"--redis: {e}; expected redis://HOST:PORT/DB"
-            ) from None
-        if self["history"] < _MIN_REDIS_HISTORY:
+    def _check_redis_history(self) -> None:
+        if self["redis"] is not None and self["history"] < _MIN_REDIS_HISTORY:
             raise usage.UsageError(
                 f"--history must be at least {_MIN_REDIS_HISTORY} with --redis"
             )
-        return address
 
     def _token(self) -> bytes | None:
         if self["publish-token"] and self["publish-token-file"]:
@@ -337,6 +358,10 @@ def _endpoint(option: str, value: str) -> str:
     return description
 
 
+def _port_endpoint(port: str) -> str:
+    return _endpoint("port", port)
+
+
 def _log_json_path(path: str | None) -> str | None:
     if path is None or path == STDOUT:
         return path
@@ -353,9 +378,32 @@ def _check_range(options: Options, name: str, low: float, high: float) -> None:
         raise usage.UsageError(f"--{name} must be between {low} and {high}")
 
 
-def _supervisor(
-    options: Options, reactor: Any, endpoint: IStreamServerEndpoint
-) -> IService:
+def worker_share(max_clients: int, workers: int) -> int:
+    """
+    The streams one server process may keep open under C{--max-clients}.
+
+    @param max_clients: C{--max-clients}, for the whole server.
+    @param workers: C{--workers}: how many processes share it (1 when the
+        process is the whole server).
+    @return: C{max_clients // workers}: rounded down, so that the workers
+        together never exceed C{max_clients}.
+    """
+    return max_clients // workers
+
+
+def _metrics(options: Options, clock: IReactorTime) -> Metrics | None:
+    """
+    The metrics of one server process: a worker of C{--workers N} counts
+    for its parent, which serves the sum (see L{_supervisor}).
+    """
+    if not options["metrics"]:
+        return None
+    if options["workers"] > 1:
+        return WorkerMetrics(clock)
+    return Metrics()
+
+
+def _supervisor(options: Options, reactor: Any) -> IService:
     """
     The parent of C{--workers N}: it writes C{--log-json}, the workers'
     events included, which they send it.
@@ -363,11 +411,17 @@ def _supervisor(
     parent = MultiService()
     if options["log-json"]:
         JsonLog(options["log-json"], reactor).setServiceParent(parent)
-    # Options allows --workers with eager TCP endpoints only.
-    port = cast(EagerTCPServerEndpoint, endpoint)
-    WorkerSupervisor(reactor, port, options.argv, options["workers"]).setServiceParent(
-        parent
-    )
+    # Options allows --workers with one port that can be shared.
+    port = parent_socket(reactor, options["ports"][0])
+    metrics = None
+    if options["metrics"]:
+        metrics = MetricsDirectory()
+        StreamServerEndpointService(
+            serverFromString(reactor, options["metrics"]), metrics.site()
+        ).setServiceParent(parent)
+    WorkerSupervisor(
+        reactor, port, options.argv, options["workers"], metrics=metrics
+    ).setServiceParent(parent)
     return parent
 
 
@@ -392,32 +446,44 @@ def makeService(
         from twisted.internet import reactor
     if endpoint is not None:
         endpoints = [endpoint]
+    elif options["workers"] > 1:
+        return _supervisor(options, reactor)
     else:
         endpoints = [serverFromString(reactor, port) for port in options["ports"]]
-        if options["workers"] > 1:
-            return _supervisor(options, reactor, endpoints[0])
     clock: IReactorTime = reactor
     fanout = choose_fanout()
     log.info("fan-out: {fanout} ({why})", fanout=fanout.name, why=fanout.why)
-    address: RedisAddress | None = options["redis"]
     shared = (
         None
-        if address is None
-        else redis_log(reactor, address, options["redis-key"], options["history"])
+        if options["redis"] is None
+        else shared_log(
+            reactor,
+            options["redis"],
+            options["redis-key"],
+            options["history"],
+            tls=options["redis-tls"],
+            sentinel_login=options["redis-sentinel-login"],
+            replicas=options["redis-replicas"],
+            replica_timeout=options["redis-replica-timeout"],
+            max_keys=options["max-keys"],
+        )
     )
-    metrics = Metrics() if options["metrics"] else None
+    metrics = _metrics(options, clock)
     hub = Hub(
         clock,
-        MemoryLog(options["history"]) if shared is None else shared,
+        MemoryLog(options["history"], max_keys=options["max-keys"], clock=clock)
+        if shared is None
+        else shared,
         observer=metrics,
         groups=fanout.groups,
         unavailable=lambda: encode_jittered_retry(options["retry"]),
+        conflated=Patterns(options["conflate"]).covers if options["conflate"] else None,
     )
     limit = None
     if options["max-clients"]:
         limit = ClientLimit(
             hub.__len__,
-            options["max-clients"],
+            worker_share(options["max-clients"], options["workers"]),
             clock=clock,
             retry=options["retry"],
             observer=metrics,
@@ -450,7 +516,10 @@ def makeService(
     )
     if limit is not None:
         limit.setServiceParent(service)
-    if metrics is not None:
+    if isinstance(metrics, WorkerMetrics):
+        metrics.count_streams(hub.__len__)
+        metrics.service.setServiceParent(service)
+    elif metrics is not None:
         metrics.count_streams(hub.__len__)
         StreamServerEndpointService(
             serverFromString(reactor, options["metrics"]), metrics.site()

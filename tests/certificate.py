@@ -49,3 +49,57 @@ def make_certificate(directory: Path) -> Certificate:
         timeout=30,
     )  # fmt: skip
     return Certificate(key, cert)
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    """
+    A throwaway certificate authority that signs certificates for servers
+    and clients, as an operator's private CA does.
+    """
+
+    key: Path
+    cert: Path
+
+    def issue(
+        self, directory: Path, name: str, alt_names: str = "DNS:localhost,IP:127.0.0.1"
+    ) -> Certificate:
+        """
+        Make a key and a certificate for C{alt_names}, signed by this CA.
+
+        @param directory: Where to write C{NAME-key.pem} and C{NAME-cert.pem}.
+        @param name: The files' prefix and the certificate's CN.
+        """
+        key, cert = directory / f"{name}-key.pem", directory / f"{name}-cert.pem"
+        request = directory / f"{name}.csr"
+        _openssl(
+            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", str(key), "-out", str(request), "-subj", f"/CN={name}",
+        )  # fmt: skip
+        extensions = directory / f"{name}.ext"
+        extensions.write_text(f"subjectAltName={alt_names}\n")
+        _openssl(
+            "x509", "-req", "-in", str(request), "-CA", str(self.cert),
+            "-CAkey", str(self.key), "-CAcreateserial", "-out", str(cert),
+            "-days", "1", "-extfile", str(extensions),
+        )  # fmt: skip
+        return Certificate(key, cert)
+
+
+def make_certificate_authority(directory: Path) -> CertificateAuthority:
+    """
+    Make a CA key and its self-signed certificate, valid for a day.
+
+    @param directory: Where to write C{ca-key.pem} and C{ca.pem}.
+    """
+    key, cert = directory / "ca-key.pem", directory / "ca.pem"
+    _openssl(
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+        "-subj", "/CN=ssedemo test CA",
+    )  # fmt: skip
+    return CertificateAuthority(key, cert)
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)

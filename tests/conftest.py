@@ -1,7 +1,12 @@
 from collections.abc import Iterator
 
 import pytest
-from certificate import Certificate, make_certificate
+from certificate import (
+    Certificate,
+    CertificateAuthority,
+    make_certificate,
+    make_certificate_authority,
+)
 from redis_server import RedisServer, running_redis
 from twisted.internet.interfaces import IReactorCore
 from twisted.python.failure import Failure
@@ -39,6 +44,16 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
     A throwaway self-signed certificate for 127.0.0.1, made once.
     """
     return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def certificate_authority(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> CertificateAuthority:
+    """
+    A throwaway certificate authority, made once.
+    """
+    return make_certificate_authority(tmp_path_factory.mktemp("ca"))
 
 
 @pytest.fixture

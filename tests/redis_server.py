@@ -13,7 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,13 +43,24 @@ class RedisServer:
     every entry it acknowledged.
     """
 
-    def __init__(self, durable: bool = False, port: int = 0) -> None:
+    def __init__(
+        self,
+        durable: bool = False,
+        port: int = 0,
+        password: str | None = None,
+        args: Sequence[str] = (),
+    ) -> None:
         """
         @param durable: Keep an append-only file, synced on every write.
         @param port: The port; by default a free one.
+        @param password: The C{requirepass} (and C{masterauth}), if any.
+        @param args: More of C{redis-server}'s options, such as
+            C{--tls-port}, C{--unixsocket} or C{--replicaof}.
         """
         self.port = port or free_port()
         self.durable = durable
+        self.password = password
+        self.args = list(args)
         self.directory = Path(tempfile.mkdtemp(prefix="ssedemo-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -80,6 +91,12 @@ class RedisServer:
             "--save",
             "",
             *persistence,
+            *(
+                []
+                if self.password is None
+                else ["--requirepass", self.password, "--masterauth", self.password]
+            ),
+            *self.args,
         ]
 
     def start(self) -> RedisServer:
@@ -108,7 +125,7 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                 s.sendall(b"PING\r\n")
-                return s.recv(64).startswith(b"+PONG")
+                return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 
@@ -118,8 +135,11 @@ class RedisServer:
 
         @return: What C{redis-cli} printed, without the last line break.
         """
+        login = (
+            [] if self.password is None else ["--no-auth-warning", "-a", self.password]
+        )
         result = subprocess.run(
-            [REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port), *args],
+            [REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port), *login, *args],
             capture_output=True,
             check=True,
             timeout=DEADLINE,
@@ -157,11 +177,16 @@ class RedisServer:
 
 
 @contextmanager
-def running_redis(durable: bool = False, port: int = 0) -> Iterator[RedisServer]:
+def running_redis(
+    durable: bool = False,
+    port: int = 0,
+    password: str | None = None,
+    args: Sequence[str] = (),
+) -> Iterator[RedisServer]:
     """
     A started L{RedisServer}, killed and removed on the way out.
     """
-    server = RedisServer(durable=durable, port=port)
+    server = RedisServer(durable=durable, port=port, password=password, args=args)
     try:
         yield server.start()
     finally:

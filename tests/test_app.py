@@ -582,7 +582,9 @@ class SharedLog:
     def __init__(self) -> None:
         self.appended: list[Deferred[str]] = []
 
-    def append(self, data: str, event: str | None, topic: str) -> Deferred[str]:
+    def append(
+        self, data: str, event: str | None, topic: str, key: str | None = None
+    ) -> Deferred[str]:
         stored: Deferred[str] = Deferred()
         self.appended.append(stored)
         return stored

@@ -401,3 +401,62 @@ def test_page_resumes_on_another_instance(
         *zip(missed, ids, strict=True),
         ("live", live["id"]),
     ]
+
+
+def value_rows(page: Page) -> Locator:
+    return page.locator("#values-body tr")
+
+
+def expect_values(page: Page, values: dict[str, dict[str, object]]) -> None:
+    """
+    The page's table of retained values shows exactly C{values}, in order.
+    """
+    rows = value_rows(page)
+    expect(rows).to_have_count(len(values), timeout=TIMEOUT)
+    expect(rows.locator("td:first-child")).to_have_text(list(values), timeout=TIMEOUT)
+    expect(rows.locator("td:last-child")).to_have_text(
+        [json.dumps(v) for v in values.values()], timeout=TIMEOUT
+    )
+
+
+def test_table_of_retained_values_from_the_snapshot_and_live_events(
+    start_server: StartServer, new_page: NewPage
+) -> None:
+    """
+    Keyed values published before the page loads fill its table from the
+    snapshot; live updates change it, a deletion removes the row (on every
+    page), the page's own form publishes, and a reloaded page shows the
+    same values at once.
+    """
+    server = start_server(args=["--heartbeat", "0"])
+    publish = f"{server.url}/publish"
+    aapl = {"key": "AAPL", "value": 187}
+    msft = {"key": "MSFT", "value": 402}
+    gone = {"key": "GONE", "value": 0}
+    for value in (aapl, msft, gone):
+        post_json(publish, {"key": value["key"], "data": value})
+    post_json(publish, {"key": "GONE", "data": None})
+    page = new_page(server.url)
+    other = new_page(server.url)
+    for each in (page, other):
+        expect_open(each)
+        expect_values(each, {"AAPL": aapl, "MSFT": msft})
+
+    newer = {"key": "AAPL", "value": 190}
+    post_json(publish, {"key": "AAPL", "data": newer})
+    for each in (page, other):
+        expect_values(each, {"AAPL": newer, "MSFT": msft})
+
+    post_json(publish, {"key": "MSFT", "data": None})
+    for each in (page, other):
+        expect_values(each, {"AAPL": newer})
+
+    page.fill("#value-key", "NVDA")
+    page.fill("#value-data", "950")
+    page.click("#set-value")
+    nvda = {"key": "NVDA", "value": "950"}
+    for each in (page, other):
+        expect_values(each, {"AAPL": newer, "NVDA": nvda})
+
+    other.reload()
+    expect_values(other, {"AAPL": newer, "NVDA": nvda})

@@ -130,14 +130,13 @@ def test_round_trip(data: str, event: str | None, event_id: str | None) -> None:
     assert received.last_event_id == (event_id or "")
 
 
-def test_parser_refuses_bytes_that_are_not_utf8() -> None:
+def test_parser_replaces_bytes_that_are_not_utf8() -> None:
     """
     The test parser, like a browser's, reads UTF-8; it tells apart a cut
     multi-byte character (kept for the next bytes) from bytes that are no
-    UTF-8 at all.
+    UTF-8 at all, which become U+FFFD as the WHATWG decoder makes them.
     """
     parser = EventStreamParser()
     parser.feed("data: é".encode()[:-1])
     assert parser.feed(b"\xa9\n\n")[0].data == "é"
-    with pytest.raises(ValueError):
-        parser.feed(b"data: \xff\xfe\xfd\xfc\xfb\n\n")
+    assert parser.feed(b"data: a\xffb\n\n")[0].data == "a\ufffdb"

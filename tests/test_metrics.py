@@ -77,6 +77,7 @@ def test_every_metric_exists_from_the_start() -> None:
         ("ssedemo_deliveries_total", ()): 0,
         ("ssedemo_streams_dropped_total", (("reason", "slow"),)): 0,
         ("ssedemo_streams_refused_total", ()): 0,
+        ("ssedemo_events_conflated_total", ()): 0,
         ("ssedemo_resumes_total", (("result", "replayed"),)): 0,
         ("ssedemo_resumes_total", (("result", "resync"),)): 0,
         **{

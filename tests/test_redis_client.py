@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest_twisted
+from redis_fakes import FakeServer, FakeServers, array
 from redis_server import RedisServer, free_port, running_redis
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.endpoints import (
@@ -22,6 +23,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
+from sse_twisted.redis.address import Login
 from sse_twisted.redis.client import (
     BrokerUnavailable,
     RedisAddress,
@@ -301,3 +303,133 @@ def test_backoff_grows_and_a_long_outage_costs_few_log_lines() -> None:
     connection.stop()
     clock.advance(10)
     assert endpoint.attempts == 17
+
+
+def fake_connection(
+    servers: FakeServers, address: RedisAddress, **kwargs: Any
+) -> RedisConnection:
+    return RedisConnection(
+        servers.endpoint("127.0.0.1", 6379),  # type: ignore[arg-type]
+        address,
+        servers.clock,
+        "test",
+        jitter=lambda: 0.0,
+        **kwargs,
+    )
+
+
+def test_wrong_password_is_a_few_clear_lines_a_minute() -> None:
+    """
+    A password that Redis refuses is a clear warning that names the user,
+    never the password, on attempts 1, 2, 4, 8, ... only: a few lines in a
+    minute while it lasts, and the connection is never handed out.
+    """
+    servers = FakeServers(Clock())
+    server = servers.add("127.0.0.1", 6379, FakeServer())
+    server.password = b"right"
+    connection = fake_connection(
+        servers, RedisAddress("127.0.0.1", username="app", password="wr0ng")
+    )
+    with capturedLogs() as events:
+        connection.start()
+        for _ in range(600):
+            servers.clock.advance(0.1)
+    assert not connection.connected
+    lines = [formatEvent(e) for e in events]
+    assert len(lines) == 5
+    assert all("wr0ng" not in line for line in lines)
+    assert "Redis refused the password of user app: WRONGPASS" in lines[0]
+    assert len(servers.attempts) == 17
+    assert all(c[0] == b"AUTH" or c[0] == b"SELECT" for c in server.commands)
+    connection.stop()
+
+
+def test_a_server_that_is_not_the_master_is_not_used() -> None:
+    """
+    With C{require_master}, the connection checks C{ROLE} and is made again
+    (with backoff) while the server is a replica.
+    """
+    servers = FakeServers(Clock())
+    server = servers.add("127.0.0.1", 6379, FakeServer(role=b"slave"))
+    connection = fake_connection(
+        servers, RedisAddress("127.0.0.1", db=2), require_master=True
+    )
+    with capturedLogs() as events:
+        connection.start()
+        servers.clock.advance(0.2)
+    assert not connection.connected
+    assert "is not the master" in formatEvent(events[0])
+    assert server.commands[:2] == [[b"SELECT", b"2"], [b"ROLE"]]
+    server.role = b"master"
+    servers.clock.advance(0.5)
+    assert connection.connected
+    assert connection.generation == 1
+
+
+def test_readonly_reply_leaves_a_demoted_master() -> None:
+    """
+    A command answered C{READONLY} (the master was demoted) fails, and the
+    connection is dropped and made again at once.
+    """
+    servers = FakeServers(Clock())
+    server = servers.add("127.0.0.1", 6379, FakeServer())
+    server.answers[b"XADD"] = lambda _: (
+        b"-READONLY You can't write against a replica\r\n"
+    )
+    connection = fake_connection(
+        servers, RedisAddress("127.0.0.1"), require_master=True
+    )
+    connection.start()
+    assert connection.connected
+    assert outcome(connection.execute("XADD", "s", "*", "data", "x")).check(RedisError)
+    servers.clock.advance(0)
+    assert not connection.connected
+    servers.clock.advance(0.1)
+    assert connection.connected and connection.generation == 2
+
+
+def test_reconnect_moves_at_once() -> None:
+    """
+    L{RedisConnection.reconnect} drops a connection (made again after the
+    first backoff), or cuts a long wait between attempts short.
+    """
+    servers = FakeServers(Clock())
+    server = servers.add("127.0.0.1", 6379, FakeServer())
+    connection = fake_connection(servers, RedisAddress("127.0.0.1"))
+    connection.start()
+    connection.reconnect()
+    servers.clock.advance(0)
+    assert not connection.connected
+    servers.clock.advance(0.1)
+    assert connection.generation == 2
+    server.up = False
+    server.drop()
+    servers.clock.advance(30)
+    assert not connection.connected
+    server.up = True
+    attempts = len(servers.attempts)
+    connection.reconnect()
+    assert len(servers.attempts) == attempts + 1
+    assert connection.connected and connection.generation == 3
+
+
+def test_subscribed_connection_passes_messages_on() -> None:
+    """
+    A connection that subscribes on connecting gives the channel's messages,
+    which no command waits for, to C{pushed}.
+    """
+    servers = FakeServers(Clock())
+    server = servers.add("127.0.0.1", 6379, FakeServer())
+    pushed: list[Any] = []
+    connection = fake_connection(
+        servers,
+        Login(),
+        subscribe=["+switch-master"],
+        pushed=pushed.append,
+    )
+    connection.start()
+    assert connection.connected
+    assert server.commands == [[b"SUBSCRIBE", b"+switch-master"]]
+    [transport] = server.connections
+    transport.push(array(b"message", b"+switch-master", b"m 1 2 3 4"))
+    assert pushed == [[b"message", b"+switch-master", b"m 1 2 3 4"]]

@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from sse_twisted.hub import Hub
-from sse_twisted.redis.client import BrokerUnavailable, RedisError
+from sse_twisted.redis.client import BrokerUnavailable, NotReplicated, RedisError
 from sse_twisted.redis.log import HOLD_TIMEOUT, READ_COUNT, RedisLog, parse_entry_id
 from sse_twisted.testing import RecordingSink
 
@@ -26,7 +26,9 @@ class FakeConnection:
 
     def __init__(self) -> None:
         self.connected = True
+        self.generation = 1
         self.sent: list[tuple[tuple[Any, ...], Deferred[Any]]] = []
+        self.timeouts: list[tuple[tuple[Any, ...], float]] = []
         self.started = False
 
     def start(self) -> None:
@@ -46,6 +48,7 @@ class FakeConnection:
             return fail(BrokerUnavailable("down"))
         reply: Deferred[Any] = Deferred()
         self.sent.append((args, reply))
+        self.timeouts.append((args, timeout))
         return reply
 
     def answer(self, command: str, reply: Any) -> tuple[Any, ...]:
@@ -94,11 +97,13 @@ class CountingObserver:
 
 
 class Setup:
-    def __init__(self, newest: str | None = "1-0") -> None:
+    def __init__(self, newest: str | None = "1-0", **options: Any) -> None:
         self.publisher = FakeConnection()
         self.reader = FakeConnection()
         self.clock = Clock()
-        self.log = RedisLog(self.publisher, self.reader, self.clock, "ssedemo", 100)  # type: ignore[arg-type]
+        self.log = RedisLog(
+            self.publisher, self.reader, self.clock, "ssedemo", 100, **options
+        )  # type: ignore[arg-type]
         self.observer = CountingObserver()
         self.hub = Hub(self.clock, self.log, observer=self.observer)  # type: ignore[arg-type]
         self.log.feed(self.hub)
@@ -229,6 +234,101 @@ def test_publish_fails_when_redis_is_unavailable() -> None:
     failures: list[Failure] = []
     published.addErrback(failures.append)
     assert failures[0].check(BrokerUnavailable)
+
+
+def test_publish_waits_for_replicas() -> None:
+    """
+    With C{replicas}, a publish is reported stored once C{WAIT} says that
+    many replicas have it; with fewer, it fails with L{NotReplicated} (not
+    known to be stored), though the master has it.
+    """
+    s = Setup(replicas=2, replica_timeout=0.25)
+    published = s.hub.publish("hi")
+    assert isinstance(published, Deferred)
+    receipts: list[Any] = []
+    published.addBoth(receipts.append)
+    s.publisher.answer("XADD", b"5-0")
+    assert receipts == []
+    args = s.publisher.answer("WAIT", 2)
+    assert args == ("WAIT", 2, 250)
+    assert [t for a, t in s.publisher.timeouts if a[0] == "WAIT"] == [5.25]
+    assert receipts[0].id == "5-0"
+    refused = s.hub.publish("there")
+    assert isinstance(refused, Deferred)
+    failures: list[Failure] = []
+    refused.addErrback(failures.append)
+    s.publisher.answer("XADD", b"6-0")
+    s.publisher.answer("WAIT", 1)
+    assert failures[0].check(NotReplicated)
+    assert "6-0 reached 1 of 2 replicas within 0.25 s" in failures[0].getErrorMessage()
+
+
+def test_publish_without_replicas_sends_no_wait() -> None:
+    s = Setup()
+    s.hub.publish("hi")
+    s.publisher.answer("XADD", b"5-0")
+    assert s.publisher.waiting("WAIT") == 0
+
+
+def reconnect_reader(s: Setup) -> None:
+    """
+    Lose the reader's connection and make it again (as after a failover).
+    """
+    connected: Deferred[None] = Deferred()
+    s.reader.when_connected = lambda: connected  # type: ignore[method-assign]
+    s.reader.connected = False
+    s.reader.answer("XREAD", BrokerUnavailable("lost"))
+    s.reader.connected = True
+    s.reader.generation += 1
+    connected.callback(None)
+
+
+def test_reconnected_reader_that_finds_its_last_entry_reads_on() -> None:
+    s = Setup(newest="2-0")
+    live = RecordingSink()
+    s.hub.subscribe(live)
+    s.read(entry("3-0"))
+    s.reader.answer("XRANGE", [entry("1-0")])
+    reconnect_reader(s)
+    args = s.reader.answer("XREVRANGE", [entry("3-0")])
+    assert args == ("XREVRANGE", "ssedemo", "3-0", "-", "COUNT", 1)
+    s.read(entry("4-0"))
+    assert ids(live) == ["3-0", "4-0"]
+
+
+@pytest.mark.parametrize(
+    "found,reads_after",
+    [([entry("2-5")], "2-5"), ([], "0-0")],
+)
+def test_entries_lost_in_a_failover_are_a_resync_not_a_gap(
+    found: list[Any], reads_after: str
+) -> None:
+    """
+    When the reader, on its new connection (to a new master), does not
+    find the last entry it delivered, the entry was lost with the old
+    master: streams (and replays under way) get a resync whose id exists
+    on the new master, and reading goes on after the newest entry before
+    the lost one, so that entries the new master wrote with lower ids than
+    the lost one are not skipped.
+    """
+    s = Setup(newest="2-0")
+    live = RecordingSink()
+    s.hub.subscribe(live)
+    s.read(entry("3-0"))
+    s.reader.answer("XRANGE", [entry("1-0")])
+    pending = resume(s, "3-0")
+    reconnect_reader(s)
+    s.reader.answer("XREVRANGE", found)
+    events = live.parsed().events
+    assert (events[-1].type, events[-1].data) == ("resync", '{"lastEventId": "3-0"}')
+    assert events[-1].last_event_id == (reads_after if found else "")
+    assert [e.type for e in pending.parsed().events] == ["resync"]
+    s.reader.answer("XRANGE", [])
+    [args] = [a for a, d in s.reader.sent if a[0] == "XREAD" and not d.called]
+    assert args[-1] == reads_after
+    s.reader.answer("XREAD", xread(entry("2-7")))
+    assert ids(live)[-1] == "2-7"
+    assert s.log.last_id == "2-7"
 
 
 def resume(s: Setup, after: str, topics: tuple[str, ...] = ("default",)) -> Any:

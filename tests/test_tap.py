@@ -4,23 +4,30 @@ Tests for L{sse_twisted.tap}: the command line.
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import pytest
-from certificate import Certificate, make_certificate
+from certificate import Certificate, CertificateAuthority, make_certificate
 from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.internet import endpoints
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock
+from twisted.python.systemd import ListenFDs
 from twisted.python.usage import UsageError
 
 from sse_twisted import tap
 from sse_twisted.ops.jsonlog import JsonLog
+from sse_twisted.ops.metrics_dir import MetricsDirectory
+from sse_twisted.ops.worker_metrics import REFRESH, WorkerMetrics
 from sse_twisted.overload import ClientLimit
 from sse_twisted.redis.client import RedisAddress
 from sse_twisted.redis.log import RedisLog
 from sse_twisted.service import ListenWhenReady, StreamCloser
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
-from sse_twisted.transport.eager import EagerTCPServerEndpoint
+from sse_twisted.transport.eager import EagerAdoptedEndpoint, EagerTCPServerEndpoint
+from sse_twisted.transport.tls import TLSPort
 from sse_twisted.workers.supervisor import WorkerSupervisor
 
 
@@ -119,6 +126,11 @@ def test_tls_port_is_served_as_tcp_ports_are(port: str, description: str) -> Non
         ["--redis", "redis://localhost:6379/0?timeout=1"],
         ["--redis", "redis://localhost", "--history", "99"],
         ["--redis-key", ""],
+        ["--max-keys", "-1"],
+        ["--max-keys", "many"],
+        ["--conflate", "bad topic"],
+        ["--conflate", "prices*"],
+        ["--conflate", ""],
     ],
 )
 def test_bad_options_are_usage_errors(args: list[str]) -> None:
@@ -248,9 +260,9 @@ def test_cors_origin_repeats() -> None:
 
 def test_every_option_is_in_help() -> None:
     """
-    C{--help} documents every option, with its default.
+    C{--help} documents every option, with its default (and unit).
     """
-    text = str(Options())
+    text = " ".join(str(Options()).split())
     for name in (
         "--port",
         "--heartbeat",
@@ -269,9 +281,18 @@ def test_every_option_is_in_help() -> None:
         "--max-clients",
         "--metrics",
         "--workers",
+        "--redis-password-file",
+        "--redis-sentinel-password-file",
+        "--redis-ca",
+        "--redis-cert",
+        "--redis-key-file",
     ):
         assert name in text
     assert "default 8080" in text
+    assert "--redis-replicas= Answer a publish with 200 only once" in text
+    assert "[default: 0]" in text
+    assert "--redis-replica-timeout= Seconds (decimals allowed" in text
+    assert "[default: 1.0]" in text
 
 
 def test_make_service() -> None:
@@ -458,15 +479,45 @@ def test_workers_share_tcp_ports_only(port: str) -> None:
         parse("--workers", "2", "--redis", REDIS, "--port", port)
 
 
-def test_workers_refuse_tls_ports_by_the_name_given(certificate: Certificate) -> None:
+def test_workers_share_a_tls_port(certificate: Certificate) -> None:
     """
-    C{--workers} with an C{ssl:} port says it cannot share C{ssl:}, as the
-    user wrote it, not the endpoint that serves it.
+    With an C{ssl:} port, the parent binds its TCP address, and the workers
+    serve it with the same key and certificate.
     """
-    with pytest.raises(UsageError) as refused:
-        parse("--workers", "2", "--redis", REDIS, "--port", certificate.endpoint())
-    assert "cannot share ssl:" in str(refused.value)
-    assert "sparing" not in str(refused.value)
+    args = ["--workers", "2", "--redis", REDIS, "--port", certificate.endpoint(0)]
+    parent = makeService(parse(*args), MemoryReactorClock())
+    [supervisor] = list(parent)  # type: ignore[call-overload]
+    assert isinstance(supervisor, WorkerSupervisor)
+    tls = supervisor._endpoint
+    assert isinstance(tls, TLSPort)
+    assert (tls.port, tls.interface, tls.backlog) == (0, "127.0.0.1", 4096)
+    with tls.bind() as bound:
+        assert bound.getsockname()[0] == "127.0.0.1"
+
+
+def test_workers_share_a_systemd_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    With a C{systemd:} port, the parent takes the socket systemd passed it;
+    a worker, to which systemd passed nothing, accepts the same C{--port}
+    (and serves the socket its parent gives it).
+    """
+    args = ["--workers", "2", "--redis", REDIS, "--port", "systemd:domain=INET:index=0"]
+    worker = Options(worker=True)
+    worker.parseOptions(args)
+    assert worker["ports"] == ["eagersystemd:domain=INET:index=0"]
+    with socket.socket() as passed:
+        passed.bind(("127.0.0.1", 0))
+        passed.listen()
+        fd = os.dup(passed.fileno())
+        monkeypatch.setattr(
+            endpoints._SystemdParser, "_sddaemon", ListenFDs([fd], ["ssedemo.socket"])
+        )
+        parent = makeService(parse(*args), MemoryReactorClock())
+        [supervisor] = list(parent)  # type: ignore[call-overload]
+        assert isinstance(supervisor._endpoint, EagerAdoptedEndpoint)
+        with supervisor._endpoint.bind() as taken:
+            assert taken.fileno() == fd
+            assert taken.getsockname() == passed.getsockname()
 
 
 def test_workers_share_one_port_only() -> None:
@@ -474,9 +525,30 @@ def test_workers_share_one_port_only() -> None:
         parse("--workers", "2", "--redis", REDIS, "--port", "8080", "--port", "8081")
 
 
-def test_workers_refuse_metrics() -> None:
-    with pytest.raises(UsageError, match="--metrics does not work with --workers"):
-        parse("--workers", "2", "--redis", REDIS, "--metrics", "9100")
+def test_workers_with_metrics_count_for_the_parent() -> None:
+    """
+    With C{--workers} and C{--metrics}, the parent serves the metrics of
+    the workers' directory; a worker serves none, and counts in its files
+    (reading its open streams and the broker's state every so often).
+    """
+    args = ["--workers", "2", "--redis", REDIS, "--metrics", "unix:/tmp/m.sock"]
+    reactor = MemoryReactorClock()
+    parent = makeService(parse(*args), reactor)
+    site, supervisor = list(parent)  # type: ignore[call-overload]
+    assert isinstance(site, StreamServerEndpointService)
+    assert isinstance(supervisor, WorkerSupervisor)
+    assert isinstance(supervisor._metrics, MetricsDirectory)
+    assert site.factory.resource.children[b"metrics"] is not None
+    endpoint = EagerTCPServerEndpoint(reactor, 1234)
+    worker = makeService(parse(*args), reactor, endpoint)
+    servers = [c for c in worker if isinstance(c, StreamServerEndpointService)]  # type: ignore[attr-defined]
+    assert [s.endpoint.endpoint for s in servers] == [endpoint]
+    [timer] = [
+        c
+        for c in worker  # type: ignore[attr-defined]
+        if isinstance(c, TimerService) and isinstance(c.call[0].__self__, WorkerMetrics)
+    ]
+    assert timer.step == REFRESH
 
 
 @pytest.mark.parametrize("count", ["0", "-1", "1025"])
@@ -525,6 +597,45 @@ def test_make_service_on_a_given_endpoint() -> None:
     assert web.endpoint.endpoint is endpoint
 
 
+def test_max_clients_below_workers_is_refused() -> None:
+    """
+    Each worker takes C{--max-clients // --workers} streams: fewer streams
+    than workers would leave a worker none, so it is refused, naming both.
+    """
+    with pytest.raises(UsageError) as refused:
+        parse("--max-clients", "1", "--workers", "2", "--redis", REDIS)
+    assert "--max-clients 1 is smaller than --workers 2" in str(refused.value)
+    assert parse("--max-clients", "2", "--workers", "2", "--redis", REDIS)
+    assert parse("--max-clients", "0", "--workers", "2", "--redis", REDIS)
+
+
+def limit_of(service: object) -> ClientLimit:
+    [limit] = [c for c in service if isinstance(c, ClientLimit)]  # type: ignore[attr-defined]
+    return limit
+
+
+@pytest.mark.parametrize(
+    ("max_clients", "workers", "share"),
+    [("10", "1", 10), ("10", "2", 5), ("11", "2", 5), ("7", "3", 2), ("3", "3", 1)],
+)
+def test_each_worker_takes_its_share_of_max_clients(
+    max_clients: str, workers: str, share: int
+) -> None:
+    """
+    A worker admits C{--max-clients // --workers} streams, so the workers
+    together never exceed C{--max-clients}; a single process admits all.
+    """
+    reactor = MemoryReactorClock()
+    args = ["--max-clients", max_clients, "--workers", workers, "--redis", REDIS]
+    endpoint = EagerTCPServerEndpoint(reactor, 1234)
+    limit = limit_of(makeService(parse(*args), reactor, endpoint))
+    open_streams = 0
+    limit._open_streams = lambda: open_streams
+    while limit.admits() and open_streams < 100:
+        open_streams += 1
+    assert open_streams == share == tap.worker_share(int(max_clients), int(workers))
+
+
 def test_port_help_states_the_defaults() -> None:
     """
     The C{--port} help text names the default port and listen backlog that
@@ -533,3 +644,102 @@ def test_port_help_states_the_defaults() -> None:
     help_text = " ".join(str(Options()).split())
     assert f"default {tap.DEFAULT_PORT})" in help_text
     assert f"listen backlog of {tap.DEFAULT_BACKLOG} unless given" in help_text
+
+
+def test_live_state_options() -> None:
+    """
+    C{--max-keys} defaults to 10,000; C{--conflate} repeats and takes the
+    patterns of authorization.
+    """
+    assert parse()["max-keys"] == 10_000
+    assert parse()["conflate"] == []
+    options = parse("--max-keys", "5", "--conflate", "prices.*", "--conflate", "*")
+    assert options["max-keys"] == 5
+    assert options["conflate"] == ["prices.*", "*"]
+
+
+def test_help_names_the_live_state_options() -> None:
+    text = str(Options())
+    assert "--max-keys=" in text and "[default: 10000]" in text
+    assert "--conflate=" in text
+
+
+def test_redis_password_file(tmp_path: Path) -> None:
+    """
+    C{--redis-password-file} gives the password (without the trailing
+    newline), for the URL's user if it names one; a password in both the
+    URL and the file is refused, and so is an empty or missing file.
+    """
+    secret = tmp_path / "password"
+    secret.write_text("p4ss word\n")
+    options = parse(
+        "--redis", "redis://app@h:1/2", "--redis-password-file", str(secret)
+    )
+    assert options["redis"] == RedisAddress(
+        "h", 1, 2, password="p4ss word", username="app"
+    )
+    with pytest.raises(UsageError, match="not both"):
+        parse("--redis", "redis://:x@h", "--redis-password-file", str(secret))
+    secret.write_text("\n")
+    with pytest.raises(UsageError, match="is empty"):
+        parse("--redis", "redis://h", "--redis-password-file", str(secret))
+    with pytest.raises(UsageError, match=r"--redis-password-file: .*No such file"):
+        parse("--redis", "redis://h", "--redis-password-file", str(tmp_path / "none"))
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--redis-password-file", "f"], "--redis-password-file needs --redis"),
+        (["--redis-ca", "f"], "--redis-ca needs --redis"),
+        (["--redis-replicas", "1"], "--redis-replicas needs --redis"),
+        (["--redis", "redis://h", "--redis-ca", "f"], "need TLS: a rediss://"),
+        (["--redis", "rediss://h", "--redis-key-file", "f"], "needs --redis-cert"),
+        (["--redis", "rediss://h", "--redis-ca", "/nonexistent"], "--redis-ca: "),
+        (["--redis", "redis://h", "--redis-replica-timeout", "0"], "WAIT 0"),
+        (["--redis", "redis://h", "--redis-replicas", "-1"], "between 0 and"),
+        (
+            ["--redis", "redis://h", "--redis-sentinel-password-file", "f"],
+            "needs a redis\\+sentinel:// URL",
+        ),
+        (["--redis", "redis+sentinel://s:1"], "--redis: the path must be /MASTER"),
+    ],
+)
+def test_redis_options_that_do_not_fit(args: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse(*args)
+
+
+def test_redis_tls_and_sentinel_options(
+    tmp_path: Path, certificate_authority: CertificateAuthority
+) -> None:
+    """
+    A TLS URL gets its TLS settings (the CA, the client certificate and
+    key, checked to fit); a Sentinel URL its sentinels' password; the
+    replica options take a count and decimal seconds.
+    """
+    client = certificate_authority.issue(tmp_path, "client")
+    sentinel_secret = tmp_path / "sentinel"
+    sentinel_secret.write_text("sp\n")
+    options = parse(
+        "--redis", "rediss+sentinel://s1:1,s2:2/m",
+        "--redis-ca", str(certificate_authority.cert),
+        "--redis-cert", str(client.cert),
+        "--redis-key-file", str(client.key),
+        "--redis-sentinel-password-file", str(sentinel_secret),
+        "--redis-replicas", "2",
+        "--redis-replica-timeout", "0.25",
+    )  # fmt: skip
+    assert options["redis"].sentinels == (("s1", 1), ("s2", 2))
+    assert options["redis-tls"].certificate is not None
+    assert options["redis-sentinel-login"].password == "sp"
+    assert (options["redis-replicas"], options["redis-replica-timeout"]) == (2, 0.25)
+    other = certificate_authority.issue(tmp_path, "other")
+    with pytest.raises(UsageError, match="does not fit"):
+        parse(
+            "--redis", "rediss://h",
+            "--redis-cert", str(client.cert),
+            "--redis-key-file", str(other.key),
+        )  # fmt: skip
+    assert parse("--redis", "rediss://h")["redis-tls"].certificate is None
+    assert parse("--redis", "redis://h")["redis-tls"] is None

@@ -10,11 +10,14 @@ from collections.abc import Generator
 from typing import Any
 
 import pytest_twisted
+from certificate import Certificate
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.protocol import Factory
 
+from sse_twisted.tap import endpoint_description
 from sse_twisted.transport.eager import EagerPort, EagerTCPServerEndpoint
+from sse_twisted.transport.tls import SparingTLSPort, TLSPort
 from sse_twisted.workers.child import ParentWatch, inherited_endpoint, stop_reactor
 
 TIMEOUT = 20
@@ -68,3 +71,20 @@ def test_inherited_endpoint_serves_either_family(
             assert isinstance(port, EagerPort)
             assert port.getHost().host == interface
             yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_inherited_endpoint_serves_tls_for_an_ssl_port(
+    reactor: Any, certificate: Certificate
+) -> Generator[Any, Any, None]:
+    """
+    For an C{ssl:} port, the inherited socket is served with TLS, with the
+    key and certificate the description names.
+    """
+    description = endpoint_description(certificate.endpoint(0))
+    with TLSPort.parse(description).bind() as bound:
+        endpoint = inherited_endpoint(reactor, os.dup(bound.fileno()), description)
+        port = yield endpoint.listen(Factory())
+        assert isinstance(port, SparingTLSPort)
+        assert port.getHost().host == "127.0.0.1"
+        yield port.stopListening()

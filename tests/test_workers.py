@@ -7,6 +7,7 @@ C{test_workers_process.py}).
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,7 @@ from twisted.logger import (
 )
 from twisted.python.failure import Failure
 
+from sse_twisted.ops.metrics_dir import ENVIRONMENT, MetricsDirectory
 from sse_twisted.transport.eager import EagerTCPServerEndpoint
 from sse_twisted.workers.supervisor import (
     LISTENING_FD,
@@ -77,7 +79,11 @@ class ProcessReactor(Clock):
         childFDs: dict[int, Any],  # noqa: N803
     ) -> FakeProcess:
         process = FakeProcess(
-            protocol, 1000 + len(self.processes), args=args, childFDs=childFDs
+            protocol,
+            1000 + len(self.processes),
+            args=args,
+            env=env,
+            childFDs=childFDs,
         )
         self.processes.append(process)
         protocol.makeConnection(process)  # type: ignore[arg-type]
@@ -253,6 +259,55 @@ def test_stop_cancels_a_pending_restart(
     assert stopped is not None and stopped.called
     reactor.advance(RESTART_MAX)
     assert reactor.running() == []
+
+
+class WatchedDirectory(MetricsDirectory):
+    """
+    A metrics directory that notes which workers it was told had ended.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended: list[int] = []
+
+    def worker_ended(self, pid: int) -> None:
+        self.ended.append(pid)
+        super().worker_ended(pid)
+
+
+def test_workers_count_in_the_metrics_directory() -> None:
+    """
+    With C{--metrics}, the parent opens the metrics directory before the
+    workers start and gives it them in their environment (beside its own),
+    tells it of each worker that ends, and removes it once all have ended.
+    """
+    reactor = ProcessReactor()
+    directory = WatchedDirectory()
+    supervisor = WorkerSupervisor(
+        reactor,
+        EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1"),  # type: ignore[arg-type]
+        ["--workers", "2", "--metrics", "9100"],
+        2,
+        metrics=directory,
+    )
+    supervisor.startService()
+    path = directory.path
+    assert path is not None and os.path.isdir(path)
+    for process in reactor.processes:
+        assert process.spawned["env"] == {**os.environ, ENVIRONMENT: path}
+    assert ENVIRONMENT not in os.environ
+    reactor.processes[0].end(ProcessTerminated(signal=9))
+    reactor.advance(0)
+    assert directory.ended == [1000]
+    assert reactor.processes[2].spawned["env"][ENVIRONMENT] == path
+    stopped = supervisor.stopService()
+    assert stopped is not None
+    reactor.processes[1].end(ProcessDone(0))
+    assert os.path.isdir(path)
+    reactor.processes[2].end(ProcessDone(0))
+    assert stopped.called
+    assert directory.ended == [1000, 1001, 1002]
+    assert directory.path is None and not os.path.exists(path)
 
 
 def test_worker_log_events_reach_the_parents_log(

@@ -19,11 +19,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from redis_server import RedisServer
+from certificate import Certificate
+from redis_server import RedisServer, free_port
 from twistd_process import DEADLINE, TWISTD, TwistdServer, eventually, read_until
 
 STARTED = re.compile(rb"worker \d+ started: pid (\d+)")
-LISTENING = re.compile(rb"\[worker (\d+)\] \w*Site starting on")
+LISTENING = re.compile(rb"\[worker (\d+)\] \w*Site (?:\(TLS\) )?starting on")
 
 
 def answering_pid(port: int) -> int:
@@ -245,3 +246,126 @@ def test_workers_without_redis_are_refused() -> None:
     )
     assert result.returncode != 0
     assert b"--workers needs --redis" in result.stdout + result.stderr
+
+
+def curl_health(url: str) -> tuple[str, int]:
+    """
+    Ask C{/health} with C{curl --http2} over TLS (the test certificate is
+    self-signed: not checked) on a new connection.
+
+    @return: The HTTP version used, and the pid that answered.
+    """
+    result = subprocess.run(
+        [
+            *("curl", "-sk", "--http2", "--max-time", str(DEADLINE)),
+            *("-w", "\n%{http_version}", f"{url}/health"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE + 5,
+        check=True,
+    )
+    body, version = result.stdout.rsplit("\n", 1)
+    return version, json.loads(body)["pid"]
+
+
+def test_workers_serve_tls_and_http2(
+    redis_server: RedisServer, certificate: Certificate
+) -> None:
+    """
+    C{--workers 2} with an C{ssl:} port: every worker speaks TLS and
+    HTTP/2 with the one key and certificate, on the one port, and an event
+    published through one reaches an HTTP/2 stream on either.
+    """
+    args = ["--port", certificate.endpoint(0), "--redis", redis_server.url]
+    server = TwistdServer(
+        args=[*args, "--workers", "2", "--heartbeat", "0"], default_port=False
+    )
+    server.start()
+    try:
+        eventually(lambda: listening(server.output, 2), "two workers")
+        url = f"https://127.0.0.1:{server.tls_port}"
+        seen: dict[int, str] = {}
+        for _ in range(100):
+            version, pid = curl_health(url)
+            seen[pid] = version
+            if len(seen) == 2:
+                break
+        assert seen == {pid: "2" for pid in worker_pids(server.output)}
+        with subprocess.Popen(
+            ["curl", "-skN", "--http2", "--max-time", str(DEADLINE), f"{url}/sse"],
+            stdout=subprocess.PIPE,
+        ) as stream:
+            assert stream.stdout is not None
+            received = b""
+            for line in stream.stdout:
+                received += line
+                if b"Gotcha" in received:
+                    break
+            subprocess.run(
+                ["curl", "-sk", "--http2", "-d", "data=secure", f"{url}/publish"],
+                check=True,
+                capture_output=True,
+                timeout=DEADLINE,
+            )
+            for line in stream.stdout:
+                if line == b"data: secure\n":
+                    break
+            else:
+                raise AssertionError("the event did not arrive")
+            stream.kill()
+    finally:
+        server.stop()
+        for pid in worker_pids(server.output):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_workers_share_a_socket_activated_port(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """
+    C{--workers 2} with a C{systemd:} port under C{systemd-socket-activate}:
+    the parent takes the socket systemd passed and both workers serve it.
+    """
+    port = free_port()
+    output = tmp_path / "output.log"
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                "systemd-socket-activate",
+                f"--listen=127.0.0.1:{port}",
+                "--fdname=ssedemo.socket",
+                "--setenv=PYTHONUNBUFFERED=1",
+                *(TWISTD, "-n", "--pidfile=", "ssedemo"),
+                *("--port", "systemd:domain=INET:index=0"),
+                *("--redis", redis_server.url, "--workers", "2"),
+            ],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        eventually(
+            lambda: f"Listening on 127.0.0.1:{port}".encode() in output.read_bytes(),
+            "systemd-socket-activate to listen",
+        )
+        # The first connection starts ssedemo, which serves it.
+        pids = pids_answering(port, 2)
+        assert pids == set(worker_pids(output.read_bytes()))
+        assert process.pid not in pids
+        with open_stream(port):
+            pass
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=DEADLINE)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=DEADLINE)
+        for pid in worker_pids(output.read_bytes()):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    log = output.read_bytes()
+    assert b"serving 127.0.0.1 port" in log
+    for pid in worker_pids(log):
+        assert f"worker {pid} ended (exit status 0)".encode() in log

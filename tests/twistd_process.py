@@ -43,11 +43,15 @@ class TwistdServer:
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         open_files: int | None = None,
+        default_port: bool = True,
     ) -> None:
         """
         @param open_files: If given, the process's open-files limit (soft
             and hard).
+        @param default_port: Whether to listen on C{port} (TCP) besides the
+            C{--port}s of C{args}.
         """
+        self.default_port = default_port
         self.port = port
         self.open_files = open_files
         self.args = list(args)
@@ -77,8 +81,11 @@ class TwistdServer:
                 TWISTD,
                 "-n",
                 "ssedemo",
-                "--port",
-                f"tcp:{self.port}:interface=127.0.0.1",
+                *(
+                    ("--port", f"tcp:{self.port}:interface=127.0.0.1")
+                    if self.default_port
+                    else ()
+                ),
                 *self.args,
             ],
             cwd=self.workdir,
@@ -120,7 +127,8 @@ class TwistdServer:
             match = _LISTENING.search(line)
             if match and not self._listening.is_set():
                 self.listening.append((bool(match.group(1)), int(match.group(2))))
-                if len(self.listening) == 1 + self.args.count("--port"):
+                ports = self.default_port + self.args.count("--port")
+                if len(self.listening) == ports:
                     self.port = self.listening[0][1]
                     self._listening.set()
 

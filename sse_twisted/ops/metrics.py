@@ -70,8 +70,16 @@ class SharedLogState(Protocol):
         """
 
 
-class _SharedLogCollector(Collector):
+class SharedLogCollector(Collector):
+    """
+    Reads C{ssedemo_broker_up} and C{ssedemo_redis_entries_skipped_total}
+    from a shared event log when collected.
+    """
+
     def __init__(self, log: SharedLogState) -> None:
+        """
+        @param log: The shared event log.
+        """
         self._log = log
 
     def collect(self) -> Iterable[Metric]:
@@ -97,11 +105,12 @@ class Metrics:
 
     def __init__(self) -> None:
         registry = self.registry = CollectorRegistry()
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
-        GCCollector(registry=registry)
+        add_runtime_collectors(registry)
         self._streams = Gauge(
-            "ssedemo_streams", "Open event streams.", registry=registry
+            "ssedemo_streams",
+            "Open event streams.",
+            registry=registry,
+            multiprocess_mode="livesum",  # with --workers: of the workers alive
         )
         self._opened = Counter(
             "ssedemo_streams_opened_total",
@@ -128,6 +137,12 @@ class Metrics:
         self._refused = Counter(
             "ssedemo_streams_refused_total",
             "Event streams refused because --max-clients were open.",
+            registry=registry,
+        )
+        self._conflated = Counter(
+            "ssedemo_events_conflated",
+            "Queued events discarded on streams that are behind, replaced by"
+            " newer ones of the same topic and key (--conflate).",
             registry=registry,
         )
         resumes = Counter(
@@ -162,7 +177,7 @@ class Metrics:
         @param log: The shared event log, such as a
             L{sse_twisted.redis.log.RedisLog}.
         """
-        self.registry.register(_SharedLogCollector(log))
+        self.registry.register(SharedLogCollector(log))
 
     def streams_opened(self, count: int) -> None:
         self._opened.inc(count)
@@ -177,6 +192,9 @@ class Metrics:
     def resumed(self, replayed: bool) -> None:
         (self._replayed if replayed else self._resync).inc()
 
+    def conflated(self, count: int) -> None:
+        self._conflated.inc(count)
+
     def dropped_slow(self) -> None:
         self._dropped_slow.inc()
 
@@ -189,10 +207,31 @@ class Metrics:
             the Prometheus text format (or OpenMetrics, if the scraper asks
             for it), through C{prometheus_client}'s Twisted resource.
         """
-        # Imported here: it binds the global reactor, which only a server
-        # that serves metrics needs.
-        from prometheus_client.twisted import MetricsResource
+        return metrics_site(self.registry)
 
-        root = Resource()
-        root.putChild(b"metrics", MetricsResource(self.registry))
-        return Site(root)
+
+def add_runtime_collectors(registry: CollectorRegistry) -> None:
+    """
+    Put on C{registry} the process, platform and garbage-collector
+    collectors that C{prometheus_client} puts on its global registry: they
+    describe the process that serves the scrape.
+    """
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+
+
+def metrics_site(registry: CollectorRegistry) -> Site:
+    """
+    @return: A web site that serves C{registry} at C{GET /metrics}, in the
+        Prometheus text format (or OpenMetrics, if the scraper asks for it),
+        through C{prometheus_client}'s Twisted resource, which collects in
+        the reactor's thread pool.
+    """
+    # Imported here: it binds the global reactor, which only a server that
+    # serves metrics needs.
+    from prometheus_client.twisted import MetricsResource
+
+    root = Resource()
+    root.putChild(b"metrics", MetricsResource(registry))
+    return Site(root)

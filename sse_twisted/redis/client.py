@@ -1,17 +1,15 @@
 """
-The way to Redis: where it is (C{--redis redis://HOST:PORT/DB}), and a small
-non-blocking client of its protocol (RESP) on Twisted, with C{hiredis} as the
-reply parser and a connection that is made again whenever it is lost.
+The way to Redis: a small non-blocking client of its protocol (RESP) on
+Twisted, with C{hiredis} as the reply parser, and a connection that is made
+again whenever it is lost (where Redis is: L{sse_twisted.redis.address}).
 """
 
 from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
 
 import hiredis
 from twisted.internet.defer import (
@@ -33,73 +31,15 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-DEFAULT_REDIS_PORT = 6379
+from sse_twisted.redis.address import DEFAULT_REDIS_PORT as DEFAULT_REDIS_PORT
+from sse_twisted.redis.address import InvalidRedisURL as InvalidRedisURL
+from sse_twisted.redis.address import Login
+from sse_twisted.redis.address import RedisAddress as RedisAddress
 
 COMMAND_TIMEOUT = 5.0
 """Seconds a command may wait for its reply before the connection is dropped."""
 
 _log = Logger()
-
-_MAX_DB = 1 << 16
-
-
-class InvalidRedisURL(ValueError):
-    """
-    A C{--redis} value is not a C{redis://HOST:PORT/DB} URL.
-    """
-
-
-@dataclass(frozen=True)
-class RedisAddress:
-    """
-    Where one Redis database is.
-
-    @ivar host: The host name or address.
-    @ivar port: The TCP port.
-    @ivar db: The database number, selected on connecting.
-    @ivar password: Sent with C{AUTH} on connecting, if given.
-    @ivar username: The ACL user for C{AUTH}, if given.
-    """
-
-    host: str
-    port: int = DEFAULT_REDIS_PORT
-    db: int = 0
-    password: str | None = field(default=None, repr=False)
-    username: str | None = None
-
-    @classmethod
-    def from_url(cls, url: str) -> RedisAddress:
-        """
-        Parse C{redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]}; the port
-        defaults to 6379 and the database to 0.
-
-        @param url: The URL.
-        @return: The address.
-        @raise InvalidRedisURL: If C{url} is not such a URL.
-        """
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as e:
-            raise InvalidRedisURL(str(e)) from None
-        if parts.scheme != "redis":
-            raise InvalidRedisURL("the scheme must be redis://")
-        if not parts.hostname:
-            raise InvalidRedisURL("a host is required")
-        if port == 0:
-            raise InvalidRedisURL("the port must not be 0")
-        if parts.query or parts.fragment:
-            raise InvalidRedisURL("no query or fragment is allowed")
-        db = parts.path.strip("/") or "0"
-        if not (db.isascii() and db.isdigit() and int(db) < _MAX_DB):
-            raise InvalidRedisURL(f"the database must be a number, not {db!r}")
-        return cls(
-            host=parts.hostname,
-            port=DEFAULT_REDIS_PORT if port is None else port,
-            db=int(db),
-            password=None if parts.password is None else unquote(parts.password),
-            username=unquote(parts.username) if parts.username else None,
-        )
 
 
 class RedisError(Exception):
@@ -116,18 +56,45 @@ class BrokerUnavailable(Exception):
     """
 
 
+class NotMaster(BrokerUnavailable):
+    """
+    The server is not (or no longer) the master: it cannot store events.
+    """
+
+
+class NotReplicated(BrokerUnavailable):
+    """
+    The master stored an event, but too few replicas are known to have it:
+    it is not known to be stored (it may be lost in a failover).
+    """
+
+
+class LoginRefused(BrokerUnavailable):
+    """
+    Redis refused the credentials (C{AUTH}).
+    """
+
+
 class RedisProtocol(Protocol):
     """
     One connection speaking RESP: commands are written at once (so they
     pipeline) and their replies, parsed by C{hiredis}, fire the commands'
-    L{Deferred}s in order.
+    L{Deferred}s in order. A reply that no command waits for (a message of
+    a C{SUBSCRIBE}d channel) goes to C{pushed}.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pushed: Callable[[Any], object] | None = None) -> None:
+        """
+        @param pushed: Called with each reply no command waits for; without
+            it, such a reply drops the connection.
+        """
         self._parser = hiredis.Reader(replyError=RedisError)
         self._waiting: deque[Deferred[Any]] = deque()
+        self._pushed = pushed
         self.lost: Deferred[None] = Deferred()
         """Fires once the connection is gone."""
+        self.server: str | None = None
+        """The server (C{HOST:PORT}) as the endpoint located it, if it says."""
 
     def execute(self, *args: str | bytes | int) -> Deferred[Any]:
         """
@@ -157,6 +124,9 @@ class RedisProtocol(Protocol):
         self._parser.feed(data)
         try:
             while (reply := self._parser.gets()) is not False:
+                if not self._waiting and self._pushed is not None:
+                    self._pushed(reply)
+                    continue
                 waiting = self._waiting.popleft()
                 if waiting.called:
                     continue  # cancelled
@@ -180,36 +150,50 @@ class RedisProtocol(Protocol):
 
 class RedisConnection:
     """
-    One connection to the Redis of a L{RedisAddress}, made again with
-    exponential backoff (and jitter) whenever it fails or is lost, and
-    prepared with C{AUTH} and C{SELECT} before use.
+    One connection to Redis, made again with exponential backoff (and
+    jitter) whenever it fails or is lost, and prepared with C{AUTH} and
+    C{SELECT} (and optionally C{ROLE}, C{SUBSCRIBE}) before use.
     """
 
     def __init__(
         self,
         endpoint: IStreamClientEndpoint,
-        address: RedisAddress,
+        address: RedisAddress | Login,
         clock: IReactorTime,
         name: str,
         backoff: tuple[float, float] = (0.1, 5.0),
         jitter: Callable[[], float] = random.random,
+        *,
+        require_master: bool = False,
+        subscribe: Sequence[str] = (),
+        pushed: Callable[[Any], object] | None = None,
     ) -> None:
         """
-        @param endpoint: How to reach Redis.
+        @param endpoint: How to reach Redis (asked again on each attempt).
         @param address: Its credentials and database.
         @param clock: Times the retries and the command deadlines.
         @param name: What the connection is for, in log lines.
         @param backoff: The first and the longest wait between attempts,
             in seconds.
         @param jitter: Returns a fraction in [0, 1) of extra wait.
+        @param require_master: Use only a server whose C{ROLE} is master,
+            and leave one that answers C{READONLY} (it was demoted).
+        @param subscribe: Channels to C{SUBSCRIBE} to on connecting.
+        @param pushed: Gets the messages of those channels.
         """
         self._endpoint = endpoint
-        self._address = address
+        self._login = address if isinstance(address, Login) else address.login
         self._clock = clock
         self._name = name
         self._backoff = backoff
         self._jitter = jitter
-        self._factory = Factory.forProtocol(RedisProtocol)
+        self._require_master = require_master
+        self._subscribe = tuple(subscribe)
+        self._factory = Factory.forProtocol(lambda: RedisProtocol(pushed))
+        # Twisted would log every attempt's factory start and stop.
+        self._factory.noisy = False
+        self.generation = 0
+        """How many times the connection was made (and prepared)."""
         self._current: RedisProtocol | None = None
         self._attempt: Deferred[IProtocol] | None = None
         self._retry: IDelayedCall | None = None
@@ -223,6 +207,13 @@ class RedisConnection:
         Whether the connection is up and prepared.
         """
         return self._current is not None
+
+    @property
+    def server(self) -> str | None:
+        """
+        The server it is connected to, if its endpoint said (Sentinel's).
+        """
+        return None if self._current is None else self._current.server
 
     def start(self) -> None:
         """
@@ -274,9 +265,40 @@ class RedisConnection:
         @return: Fires with the reply, or fails with L{RedisError}, or with
             L{BrokerUnavailable} if not connected or lost meanwhile.
         """
-        if self._current is None:
+        current = self._current
+        if current is None:
             return fail(BrokerUnavailable(f"not connected to Redis ({self._name})"))
-        return _with_deadline(self._current, self._clock, timeout, args)
+        reply = command_with_deadline(current, self._clock, timeout, args)
+        if self._require_master:
+            reply.addErrback(self._demoted, current)
+        return reply
+
+    def reconnect(self) -> None:
+        """
+        Connect again at once, to wherever the endpoint leads now: drop the
+        connection, or cut short the wait before the next attempt.
+        """
+        if not self._running:
+            return
+        if self._current is not None:
+            self._current.abort()
+        elif self._retry is not None and self._retry.active():
+            self._retry.cancel()
+            self._failures = 0
+            self._connect()
+
+    def _demoted(self, failure: Failure, protocol: RedisProtocol) -> Failure:
+        if failure.check(RedisError) and failure.getErrorMessage().startswith(
+            "READONLY"
+        ):
+            if protocol is self._current:
+                _log.warn(
+                    "Redis at {server} is no longer the master ({name}): leaving it",
+                    server=protocol.server or "?",
+                    name=self._name,
+                )
+            protocol.abort()
+        return failure
 
     def _connect(self) -> None:
         self._retry = None
@@ -287,24 +309,45 @@ class RedisConnection:
 
     def _prepare(self, connected: IProtocol) -> Deferred[RedisProtocol]:
         protocol = cast(RedisProtocol, connected)
-        address = self._address
+        login = self._login
+        user = login.username or "default"
         commands: list[tuple[str | int, ...]] = []
-        if address.password is not None:
-            credentials = (address.username or "default", address.password)
-            commands.append(("AUTH", *credentials))
-        commands.append(("SELECT", address.db))
+        if login.password is not None:
+            commands.append(("AUTH", user, login.password))
+        if login.db is not None:
+            commands.append(("SELECT", login.db))
+        if self._require_master:
+            commands.append(("ROLE",))
+        if self._subscribe:
+            commands.append(("SUBSCRIBE", *self._subscribe))
         replies = [
-            _with_deadline(protocol, self._clock, COMMAND_TIMEOUT, command)
+            command_with_deadline(protocol, self._clock, COMMAND_TIMEOUT, command)
             for command in commands
         ]
 
-        def prepared(_: object) -> RedisProtocol:
+        def prepared(results: list[Any]) -> RedisProtocol:
+            if self._require_master:
+                role = results[commands.index(("ROLE",))]
+                if not (role and role[0] == b"master"):
+                    protocol.abort()
+                    raise NotMaster(
+                        f"{protocol.server or 'the server'} is not the master"
+                    )
             return protocol
 
         def failed(failure: Failure) -> Failure:
             protocol.abort()
             error = failure.value
             assert isinstance(error, FirstError)
+            if commands[error.index][0] == "AUTH" and error.subFailure.check(
+                RedisError
+            ):
+                return Failure(
+                    LoginRefused(
+                        f"Redis refused the password of user {user}:"
+                        f" {error.subFailure.getErrorMessage()}"
+                    )
+                )
             return error.subFailure
 
         done: Deferred[RedisProtocol] = gatherResults(
@@ -316,7 +359,12 @@ class RedisConnection:
         self._attempt = None
         self._current = protocol
         self._failures = 0
-        _log.info("connected to Redis ({name})", name=self._name)
+        self.generation += 1
+        _log.info(
+            "connected to Redis{at} ({name})",
+            at=f" at {protocol.server}" if protocol.server else "",
+            name=self._name,
+        )
         protocol.lost.addCallback(self._lost, protocol)
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
@@ -331,7 +379,7 @@ class RedisConnection:
         # Attempts 1, 2, 4, 8, ...: a long outage costs few log lines.
         if self._failures & (self._failures - 1) == 0:
             _log.warn(
-                "cannot reach Redis ({name}, attempt {attempt}): {error};"
+                "cannot use Redis ({name}, attempt {attempt}): {error};"
                 " trying again in {delay:.1f} s",
                 name=self._name,
                 attempt=self._failures,
@@ -360,7 +408,7 @@ class RedisConnection:
         return min(first * 2**doublings, longest) * (1 + self._jitter() / 2)
 
 
-def _with_deadline(
+def command_with_deadline(
     protocol: RedisProtocol,
     clock: IReactorTime,
     timeout: float,
@@ -369,6 +417,8 @@ def _with_deadline(
     """
     Send C{command} on C{protocol}; drop the connection if no reply comes
     within C{timeout} seconds, which fails every pending command.
+
+    @return: Fires with the reply, as L{RedisProtocol.execute}'s.
     """
     reply = protocol.execute(*command)
     if reply.called:

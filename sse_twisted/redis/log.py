@@ -9,6 +9,11 @@ the hub, so every process delivers the same events in the same order, its
 own ones included. Entries that cannot be sent are skipped, logged and
 counted.
 
+An event with a key is appended by a Lua script that writes its retained
+value too (L{sse_twisted.redis.retained}); snapshots read them with the
+stream's position, and rewinds find their start with C{XREVRANGE} (or
+C{TIME}), then replay like a resume.
+
 A client that resumes is replayed from the stream (C{XRANGE}) while this
 process's reader goes on: the replay writes up to where it got, then what
 the reader read meanwhile, and the stream joins the hub once the reader has
@@ -25,7 +30,7 @@ stream fails with L{LogUnavailable}: the hub tells its client to retry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,7 +42,6 @@ from twisted.internet.defer import (
     gatherResults,
     succeed,
 )
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -45,13 +49,15 @@ from twisted.python.failure import Failure
 
 from sse_twisted.event import InvalidEventField, encode_event
 from sse_twisted.hub import DEFAULT_TOPIC, MAX_EVENT_NAME, is_topic_name
-from sse_twisted.log import LogUnavailable, Record
+from sse_twisted.log import LogUnavailable, Record, Rewind, Snapshot
 from sse_twisted.redis.client import (
     COMMAND_TIMEOUT,
-    RedisAddress,
+    NotReplicated,
     RedisConnection,
     RedisError,
 )
+from sse_twisted.redis.retained import publish_keyed, read_snapshot
+from sse_twisted.retained import DEFAULT_MAX_KEYS
 
 READ_BLOCK = 2.0
 """Seconds one C{XREAD} waits for new entries before it is sent again."""
@@ -82,6 +88,24 @@ def parse_entry_id(text: str) -> EntryId | None:
     return int(milliseconds), int(sequence)
 
 
+def format_entry_id(entry_id: EntryId) -> str:
+    """
+    @return: C{entry_id} as Redis writes it.
+    """
+    return f"{entry_id[0]}-{entry_id[1]}"
+
+
+def preceding(entry_id: EntryId) -> EntryId:
+    """
+    @return: The greatest entry id less than C{entry_id} (not C{0-0}).
+    """
+    milliseconds, sequence = entry_id
+    return (milliseconds, sequence - 1) if sequence else (milliseconds - 1, _MAX_SEQ)
+
+
+_MAX_SEQ = (1 << 64) - 1
+
+
 def _is_number(text: str) -> bool:
     return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
 
@@ -100,6 +124,19 @@ class Listener(Protocol):
         """
         Tell every stream it may have missed events after C{last_event_id}.
         """
+
+
+class Helper(Protocol):
+    """
+    Something the log starts and stops with its connections (such as the
+    L{sse_twisted.redis.sentinel.SentinelWatch} that moves them).
+    """
+
+    def start(self) -> None:
+        """Start."""
+
+    def stop(self) -> Deferred[None]:
+        """Stop; the result fires once stopped."""
 
 
 @dataclass(eq=False)
@@ -132,6 +169,10 @@ class RedisLog(Service):
         clock: IReactorTime,
         key: str = "ssedemo",
         history: int = 1000,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        replicas: int = 0,
+        replica_timeout: float = 1.0,
+        helpers: Iterable[Helper] = (),
         hold_timeout: float = HOLD_TIMEOUT,
     ) -> None:
         """
@@ -140,6 +181,12 @@ class RedisLog(Service):
         @param clock: Times the retries.
         @param key: The stream's key.
         @param history: The approximate length the stream is trimmed to.
+        @param max_keys: The most retained values, across all topics and
+            all processes on the stream.
+        @param replicas: How many replicas must have an entry (C{WAIT})
+            before L{append} reports it stored.
+        @param replica_timeout: Seconds to wait for them.
+        @param helpers: Started and stopped with the connections.
         @param hold_timeout: How long, in seconds, a stream waits for the
             log to be readable.
         """
@@ -150,6 +197,11 @@ class RedisLog(Service):
         self._clock = clock
         self._key = key
         self._history = history
+        self._max_keys = max_keys
+        self._replicas = replicas
+        self._replica_timeout = replica_timeout
+        self._helpers = list(helpers)
+        self._generation = 0
         self._listener: Listener | None = None
         self._position: EntryId | None = None
         self._last_id: str | None = None
@@ -250,6 +302,8 @@ class RedisLog(Service):
         super().startService()
         self._publisher.start()
         self._reader.start()
+        for helper in self._helpers:
+            helper.start()
         self._next()
 
     def stopService(self) -> Deferred[Any]:
@@ -259,38 +313,94 @@ class RedisLog(Service):
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:
             waiter.errback(LogUnavailable("stopping"))
-        return gatherResults([self._publisher.stop(), self._reader.stop()])
+        stopped = [helper.stop() for helper in self._helpers]
+        return gatherResults([*stopped, self._publisher.stop(), self._reader.stop()])
 
-    def append(self, data: str, event: str | None, topic: str) -> Deferred[str]:
+    def append(
+        self, data: str, event: str | None, topic: str, key: str | None = None
+    ) -> Deferred[str]:
         """
-        Append an event to the stream.
+        Append an event to the stream; with a C{key}, keep its retained
+        value in the same step (L{sse_twisted.redis.retained}).
 
-        @return: Fires with the entry's id once Redis has stored it; fails
-            with L{sse_twisted.redis.client.BrokerUnavailable} or
-            L{sse_twisted.redis.client.RedisError} if it may not have.
+        @return: Fires with the entry's id once Redis has stored it (and,
+            with C{replicas}, that many replicas have it); fails with
+            L{sse_twisted.redis.client.BrokerUnavailable} or
+            L{sse_twisted.redis.client.RedisError} if it may not have, or
+            with L{sse_twisted.retained.TooManyKeys}.
         @raise InvalidEventField: If the event cannot be encoded.
         """
         encode_event(data, event=event)
-        fields = ["data", data, "topic", topic]
-        if event is not None:
-            fields += ["event", event]
-        stored = self._publisher.execute(
-            "XADD", self._key, "MAXLEN", "~", self._history, "*", *fields
+        stored: Deferred[str]
+        if key is not None:
+            stored = publish_keyed(
+                self._publisher,
+                self._key,
+                self._history,
+                self._max_keys,
+                data,
+                event,
+                topic,
+                key,
+            )
+        else:
+            fields = ["data", data, "topic", topic]
+            if event is not None:
+                fields += ["event", event]
+            stored = self._publisher.execute(
+                "XADD", self._key, "MAXLEN", "~", self._history, "*", *fields
+            ).addCallback(bytes.decode, "ascii")
+        if self._replicas:
+            stored.addCallback(self._replicated)
+        return stored
+
+    def _replicated(self, entry_id: str) -> Deferred[str]:
+        """
+        Wait (C{WAIT}) until C{replicas} replicas have the entry C{entry_id}.
+
+        @return: Fires with C{entry_id}; fails with
+            L{sse_twisted.redis.client.NotReplicated} if too few have it in
+            time (it is stored on the master, but may be lost with it).
+        """
+        timeout = self._replica_timeout
+        acknowledged = self._publisher.execute(
+            "WAIT",
+            self._replicas,
+            max(1, round(timeout * 1000)),
+            timeout=timeout + COMMAND_TIMEOUT,
         )
-        return stored.addCallback(bytes.decode, "ascii")
+
+        def counted(replicas: int) -> str:
+            if replicas < self._replicas:
+                raise NotReplicated(
+                    f"entry {entry_id} reached {replicas} of {self._replicas}"
+                    f" replicas within {timeout:g} s: not known to be stored"
+                )
+            return entry_id
+
+        return acknowledged.addCallback(counted)
 
     def replay(
-        self, after: str, topics: Collection[str], write: Callable[[bytes], object]
+        self,
+        after: str,
+        topics: Collection[str],
+        write: Callable[[bytes], object],
+        exact: bool = True,
     ) -> Deferred[bool]:
         """
         Write the events of C{topics} after the entry C{after}, then those
         the reader reads meanwhile, until the reader has passed them all.
 
+        @param exact: Whether C{after} must be an entry of the stream; if
+            not, it is a position (C{""} for the stream's start), and the
+            entries after it that the stream holds are written.
         @return: Fires with C{True} at the moment the caller must let the
             stream join the fan-out; or with C{False} if C{after} is not an
             entry of the stream (any more); fails with L{LogUnavailable}
             if the log was not readable within the hold time-out.
         """
+        if not exact and not after:
+            after = "0-0"
         key = parse_entry_id(after)
         if key is None:
             return succeed(False)
@@ -303,8 +413,58 @@ class RedisLog(Service):
 
         resumption = _Resumption(key, topics, write, Deferred(forget), key)
         self._resumptions.append(resumption)
-        self._fetch(resumption, after, first=True)
+        self._fetch(resumption, after if exact else "(" + after, first=exact)
         return resumption.done
+
+    def snapshot(self, topics: Collection[str]) -> Deferred[Snapshot]:
+        """
+        Read the retained values of C{topics} with the stream's newest
+        entry id, in one atomic step.
+        """
+        return read_snapshot(self._publisher, self._key, topics)
+
+    def rewind(self, topics: Collection[str], rewind: Rewind) -> Deferred[str]:
+        """
+        Find the position after which the last C{rewind.count} entries of
+        C{topics} come (by reading the stream backwards), or the entries
+        whose ids' milliseconds are within the last C{rewind.seconds} of
+        Redis's clock.
+        """
+        if rewind.seconds is not None:
+            seconds = rewind.seconds
+            now = self._publisher.execute("TIME")
+            return now.addCallback(_milliseconds).addCallback(
+                lambda ms: _position_since(ms - seconds * 1000)
+            )
+        assert rewind.count is not None
+        found: Deferred[str] = Deferred()
+        self._look_back("+", rewind.count, topics, found)
+        return found
+
+    def _look_back(
+        self, end: str, wanted: int, topics: Collection[str], found: Deferred[str]
+    ) -> None:
+        page = self._publisher.execute(
+            "XREVRANGE", self._key, end, "-", "COUNT", READ_COUNT
+        )
+
+        def looked(entries: list[Any]) -> None:
+            nonlocal wanted
+            for raw_id, fields in entries:
+                record = self._record(_text(raw_id), fields, count=False)
+                if record is not None and record.topic in topics:
+                    wanted -= 1
+                    if wanted == 0:
+                        start = parse_entry_id(record.id)
+                        assert start is not None
+                        found.callback(format_entry_id(preceding(start)))
+                        return
+            if len(entries) < READ_COUNT:
+                found.callback("0-0")
+                return
+            self._look_back("(" + _text(entries[-1][0]), wanted, topics, found)
+
+        page.addCallbacks(looked, found.errback)
 
     def _fetch(self, resumption: _Resumption, start: str, first: bool) -> None:
         if resumption.done.called:
@@ -424,6 +584,13 @@ class RedisLog(Service):
             newest = reader.execute("XREVRANGE", self._key, "+", "-", "COUNT", 1)
             newest.addCallbacks(self._positioned, self._read_failed)
             return
+        if reader.generation != self._generation and self._position != (0, 0):
+            generation, position = reader.generation, self._position
+            found = reader.execute(
+                "XREVRANGE", self._key, f"{position[0]}-{position[1]}", "-", "COUNT", 1
+            )
+            found.addCallbacks(self._rejoined, self._read_failed, (generation,))
+            return
         oldest = reader.execute("XRANGE", self._key, "-", "+", "COUNT", 1)
         oldest.addCallbacks(self._check_trimmed, lambda _: None, (self._checked_from,))
         position = self._position
@@ -442,6 +609,7 @@ class RedisLog(Service):
         batch.addCallbacks(self._read, self._read_failed)
 
     def _positioned(self, newest: list[Any]) -> None:
+        self._generation = self._reader.generation
         if newest:
             self._last_id = _text(newest[0][0])
             self._position = parse_entry_id(self._last_id)
@@ -454,6 +622,44 @@ class RedisLog(Service):
         )
         self._wake()
         self._next()
+
+    def _rejoined(self, found: list[Any], generation: int) -> None:
+        """
+        On a new connection (to a restarted Redis, or a new master after a
+        failover), look up the last entry read: if the stream lacks it, it
+        was lost (with a master that no replica had it from), and so may be
+        entries after it that this process read and others did not. Every
+        stream is told to resync, and reading goes on after the newest
+        entry before it, so that no entry of the new master is skipped.
+        """
+        self._generation = generation
+        position = self._position
+        newest = parse_entry_id(_text(found[0][0])) if found else (0, 0)
+        if position is not None and newest is not None and newest != position:
+            lost = self._last_id or ""
+            self._position = newest
+            self._last_id = _text(found[0][0]) if found else None
+            self._checked_from = None
+            self.log.warn(
+                "entry {id} is gone from Redis stream {key} (a failover or"
+                " restart lost it): streams are told to resync; reading on"
+                " after {newest}",
+                id=lost,
+                key=self._key,
+                newest=self._last_id or "its start",
+            )
+            self._resync(lost)
+        self._next()
+
+    def _resync(self, after: str) -> None:
+        """
+        Tell every stream, pending replays included, that events after
+        C{after} may be missing.
+        """
+        if self._listener is not None:
+            self._listener.resync(after)
+        for resumption in list(self._resumptions):
+            self._finish(resumption, False)
 
     def _check_trimmed(self, oldest: list[Any], checked_from: EntryId | None) -> None:
         """
@@ -472,10 +678,7 @@ class RedisLog(Service):
             " read them: streams are told to resync",
             id=after,
         )
-        if self._listener is not None:
-            self._listener.resync(after)
-        for resumption in list(self._resumptions):
-            self._finish(resumption, False)
+        self._resync(after)
 
     def _read(self, reply: Sequence[Any] | None) -> None:
         if reply:
@@ -530,6 +733,7 @@ class RedisLog(Service):
             )
             topic = values.get("topic", DEFAULT_TOPIC)
             event = values.get("event")
+            key = values.get("key")
             if "data" not in values:
                 raise InvalidEventField("no data field")
             if not is_topic_name(topic):
@@ -547,7 +751,22 @@ class RedisLog(Service):
                     skipped=self.skipped,
                 )
             return None
-        return Record(entry_id, topic, wire)
+        return Record(entry_id, topic, wire, key)
+
+
+def _milliseconds(time: list[bytes]) -> int:
+    """
+    @return: The reply of C{TIME} in milliseconds.
+    """
+    return int(time[0]) * 1000 + int(time[1]) // 1000
+
+
+def _position_since(milliseconds: int) -> str:
+    """
+    @return: The position after which come the entries stored at or after
+        C{milliseconds}.
+    """
+    return format_entry_id(preceding((milliseconds, 0))) if milliseconds > 0 else "0-0"
 
 
 def _cancelling(timer: IDelayedCall) -> Callable[[object], object]:
@@ -561,26 +780,3 @@ def _cancelling(timer: IDelayedCall) -> Callable[[object], object]:
 
 def _text(value: bytes) -> str:
     return value.decode("ascii", "replace")
-
-
-def redis_log(reactor: Any, address: RedisAddress, key: str, history: int) -> RedisLog:
-    """
-    Build the log of the stream C{key} in the Redis at C{address}, with its
-    two connections (made when the log starts as a service).
-
-    @param reactor: Connects and times.
-    @param address: Where Redis is.
-    @param key: The stream's key.
-    @param history: The approximate length the stream is trimmed to.
-    @return: The log, to be fed to the hub and started.
-    """
-    endpoint = HostnameEndpoint(
-        reactor, address.host, address.port, timeout=COMMAND_TIMEOUT
-    )
-    return RedisLog(
-        RedisConnection(endpoint, address, reactor, "publishing"),
-        RedisConnection(endpoint, address, reactor, "reading"),
-        reactor,
-        key,
-        history,
-    )

@@ -24,8 +24,7 @@ from collections.abc import Callable, Iterable
 from ipaddress import ip_address
 from typing import Any, Protocol, TypeVar
 
-from twisted.internet import defer, fdesc, tcp
-from twisted.internet.abstract import isIPv6Address
+from twisted.internet import defer, tcp
 from twisted.internet.endpoints import (
     AdoptedStreamServerEndpoint,
     quoteStringArgument,
@@ -42,7 +41,7 @@ from twisted.internet.interfaces import (
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from sse_twisted.transport.limits import SparingPort
+from sse_twisted.transport.limits import SparingPort, bind_listening
 
 
 class DirectLease(Protocol):
@@ -200,28 +199,6 @@ class EagerPort(SparingPort):
         host = self.getHost()
         self.local_address = None if _is_wildcard(host) else host
 
-    @classmethod
-    def adopt(
-        cls, reactor: Any, fileno: int, family: int, factory: IProtocolFactory
-    ) -> EagerPort:
-        """
-        Listen on a socket that is already bound and listening (passed by
-        systemd, or by a parent process), as C{reactor.adoptStreamPort}
-        does for Twisted's own port. The one place that uses Twisted's
-        private C{tcp.Port._fromListeningDescriptor}.
-
-        @param reactor: The reactor.
-        @param fileno: The socket's descriptor; it is duplicated, and the
-            caller closes its own.
-        @param family: C{AF_INET} or C{AF_INET6}.
-        @param factory: Builds the protocol of each connection.
-        @return: The port, listening.
-        """
-        fdesc.setNonBlocking(fileno)
-        port: EagerPort = cls._fromListeningDescriptor(reactor, fileno, family, factory)
-        port.startListening()
-        return port
-
 
 def _is_wildcard(address: IAddress) -> bool:
     host = getattr(address, "host", "")
@@ -267,21 +244,10 @@ class EagerTCPServerEndpoint:
         Bind and listen without accepting: the socket is for other processes
         to serve (the workers of C{--workers}, through L{EagerPort.adopt}).
 
-        @return: A non-blocking listening socket, not inherited by child
-            processes unless they are given it explicitly.
+        @return: See L{bind_listening}.
         @raise OSError: If the address cannot be bound.
         """
-        family = socket.AF_INET6 if isIPv6Address(self._interface) else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self._interface, self._port))
-            sock.listen(self._backlog)
-        except OSError:
-            sock.close()
-            raise
-        sock.setblocking(False)
-        return sock
+        return bind_listening(self._interface, self._port, self._backlog)
 
 
 @implementer(IPlugin, IStreamServerEndpointStringParser)
@@ -321,6 +287,18 @@ class EagerAdoptedEndpoint:
         @param adopted: Twisted's endpoint for the same socket.
         """
         self._adopted = adopted
+
+    def bind(self) -> socket.socket:
+        """
+        Take the socket without accepting on it: it is for other processes
+        to serve (the workers of C{--workers}), as a bound one is.
+
+        @return: The socket, which owns the descriptor from now on.
+        """
+        adopted = self._adopted
+        return socket.socket(
+            adopted.addressFamily, socket.SOCK_STREAM, 0, adopted.fileno
+        )
 
     def listen(self, factory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
         if self._adopted.addressFamily not in (socket.AF_INET, socket.AF_INET6):

@@ -31,12 +31,13 @@ import os
 import resource
 import socket
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Self, cast
 from weakref import WeakKeyDictionary
 
 from twisted.application.service import Service
-from twisted.internet import tcp
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet import fdesc, tcp
+from twisted.internet.abstract import isIPv6Address
+from twisted.internet.interfaces import IDelayedCall, IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 
 from sse_twisted.ops.throttle import LogSummary
@@ -226,6 +227,28 @@ class SparingPort(tcp.Port):
     _resume: IDelayedCall | None = None
     _report: _RefusalReport | None = None
 
+    @classmethod
+    def adopt(
+        cls, reactor: Any, fileno: int, family: int, factory: IProtocolFactory
+    ) -> Self:
+        """
+        Listen on a socket that is already bound and listening (passed by
+        systemd, or by a parent process), as C{reactor.adoptStreamPort}
+        does for Twisted's own port. The one place that uses Twisted's
+        private C{tcp.Port._fromListeningDescriptor}.
+
+        @param reactor: The reactor.
+        @param fileno: The socket's descriptor; it is duplicated, and the
+            caller closes its own.
+        @param family: C{AF_INET} or C{AF_INET6}.
+        @param factory: Builds the protocol of each connection.
+        @return: The port, listening.
+        """
+        fdesc.setNonBlocking(fileno)
+        port: Self = cls._fromListeningDescriptor(reactor, fileno, family, factory)
+        port.startListening()
+        return port
+
     def startListening(self) -> None:
         super().startListening()
         self.socket = _Listener(self.socket)
@@ -276,3 +299,29 @@ def _reserve() -> int | None:
         return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+
+
+def bind_listening(interface: str, port: int, backlog: int) -> socket.socket:
+    """
+    Bind a TCP socket and listen, without accepting: the socket is for
+    other processes to serve (through L{SparingPort.adopt}).
+
+    @param interface: The address to listen on (IPv4 or IPv6); all IPv4
+        addresses if empty.
+    @param port: The port number; 0 lets the kernel pick.
+    @param backlog: The size of the listen queue.
+    @return: A non-blocking listening socket, not inherited by child
+        processes unless they are given it explicitly.
+    @raise OSError: If the address cannot be bound.
+    """
+    family = socket.AF_INET6 if isIPv6Address(interface) else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((interface, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock

@@ -7,14 +7,22 @@ of Twisted's C{ssl:}: Twisted parses them and builds its own TLS endpoint,
 which then listens through L{SparingPort} rather than Twisted's TCP port.
 Connections are Twisted's own TLS connections, HTTP/2 by ALPN included,
 except that a closed one lets go of what it holds (L{_TLSConnection}).
+
+With C{--workers}, L{TLSPort} reads the same description: the parent binds
+the TCP socket it names, and each worker serves that socket with TLS.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+from dataclasses import dataclass
 from typing import Any
 
+from twisted.internet import defer
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.internet.interfaces import (
+    IListeningPort,
     IOpenSSLServerConnectionCreator,
     IProtocolFactory,
     IStreamServerEndpoint,
@@ -26,7 +34,7 @@ from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from sse_twisted.transport.limits import SparingPort
+from sse_twisted.transport.limits import SparingPort, bind_listening
 
 
 class _TLSConnection(BufferingTLSTransport):
@@ -117,3 +125,96 @@ class SparingSSLParser:
         return serverFromString(
             _SparingTLSListener(reactor), ":".join(["ssl", *arguments])
         )
+
+
+@dataclass(frozen=True)
+class TLSPort:
+    """
+    What a C{sparingssl:} (or C{ssl:}) description says: the TCP address
+    to listen on, and the TLS (key, certificate, protocols) of each
+    connection.
+    """
+
+    port: int
+    context: IOpenSSLServerConnectionCreator
+    backlog: int
+    interface: str
+
+    @classmethod
+    def parse(cls, description: str) -> TLSPort:
+        """
+        Read a description as Twisted's C{ssl:} endpoint does, the key and
+        certificate files included.
+
+        @param description: C{sparingssl:...} or C{ssl:...}.
+        @return: What it says.
+        @raise ValueError: If it cannot be parsed, or its files not read.
+        """
+        arguments = description.partition(":")[2]
+        read: list[TLSPort] = []
+        recorder = _Recorder()
+        serverFromString(recorder, f"ssl:{arguments}").listen(None).addCallback(
+            read.append
+        )
+        return read[0]
+
+    def bind(self) -> socket.socket:
+        """
+        Bind and listen without accepting, for worker processes to serve
+        (through L{AdoptedTLSEndpoint}).
+
+        @return: See L{bind_listening}.
+        @raise OSError: If the address cannot be bound.
+        """
+        return bind_listening(self.interface, self.port, self.backlog)
+
+
+class _Recorder:
+    """
+    Takes the place of the reactor when Twisted's C{ssl:} endpoint
+    listens: it keeps what the endpoint asks for instead of listening.
+    """
+
+    def listenSSL(
+        self,
+        port: int,
+        factory: IProtocolFactory,
+        contextFactory: IOpenSSLServerConnectionCreator,  # noqa: N803 (its name in IReactorSSL)
+        backlog: int = 50,
+        interface: str = "",
+    ) -> TLSPort:
+        return TLSPort(port, contextFactory, backlog, interface)
+
+
+@implementer(IStreamServerEndpoint)
+class AdoptedTLSEndpoint:
+    """
+    Serves a listening socket that another process bound (the parent of
+    C{--workers}) with TLS, on a L{SparingTLSPort}.
+    """
+
+    def __init__(self, reactor: Any, fileno: int, family: int, tls: TLSPort) -> None:
+        """
+        @param reactor: The reactor.
+        @param fileno: The listening socket's descriptor; closed once the
+            port has its own copy.
+        @param family: C{AF_INET} or C{AF_INET6}.
+        @param tls: The TLS of each connection.
+        """
+        self._reactor = reactor
+        self._fileno = fileno
+        self._family = family
+        self._tls = tls
+
+    def listen(self, factory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
+        return defer.execute(self._listen, factory)
+
+    def _listen(self, factory: IProtocolFactory) -> IListeningPort:
+        port = SparingTLSPort.adopt(
+            self._reactor,
+            self._fileno,
+            self._family,
+            _TLSFactory(self._tls.context, False, factory),
+        )
+        os.close(self._fileno)
+        return port

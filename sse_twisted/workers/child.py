@@ -14,25 +14,22 @@ no pidfile and logs JSON lines to standard output, for the parent's log.
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
 
 from twisted.internet import fdesc
-from twisted.internet.endpoints import AdoptedStreamServerEndpoint
 from twisted.internet.error import ReactorNotRunning
-from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.interfaces import IReadDescriptor, IStreamServerEndpoint
 from twisted.logger import globalLogBeginner, jsonFileLogObserver
 from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sse_twisted.tap import Options, makeService
-from sse_twisted.transport.eager import EagerAdoptedEndpoint
+from sse_twisted.transport.shared import worker_endpoint
 from sse_twisted.workers.supervisor import LISTENING_FD, PARENT_FD
 
 
@@ -74,14 +71,14 @@ def stop_reactor(reactor: Any) -> None:
         reactor.stop()
 
 
-def inherited_endpoint(reactor: Any, fd: int) -> EagerAdoptedEndpoint:
+def inherited_endpoint(reactor: Any, fd: int, port: str = "") -> IStreamServerEndpoint:
     """
+    @param port: The parent's C{--port}, as an endpoint description.
     @return: An endpoint that serves the inherited listening socket C{fd}
-        with eager connections (and closes C{fd} once it has its own copy).
+        as C{port} says: eagerly, or with TLS for an C{ssl:} port (and
+        closes C{fd} once it has its own copy).
     """
-    with socket.socket(fileno=os.dup(fd)) as probe:
-        family = probe.family
-    return EagerAdoptedEndpoint(AdoptedStreamServerEndpoint(reactor, fd, family))
+    return worker_endpoint(reactor, fd, port)
 
 
 def run(reactor: Any, options: Options) -> None:
@@ -91,7 +88,9 @@ def run(reactor: Any, options: Options) -> None:
     """
     globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stdout)])
     options["log-json"] = None  # the parent writes it, these events included
-    service = makeService(options, reactor, inherited_endpoint(reactor, LISTENING_FD))
+    [port] = options["ports"]
+    endpoint = inherited_endpoint(reactor, LISTENING_FD, port)
+    service = makeService(options, reactor, endpoint)
     reactor.addReader(ParentWatch(PARENT_FD, lambda: stop_reactor(reactor)))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     reactor.callWhenRunning(service.startService)
@@ -103,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     Parse the C{ssedemo} arguments and run a worker on the global reactor.
     """
-    options = Options()
+    options = Options(worker=True)
     try:
         options.parseOptions(argv)
     except usage.UsageError as e:

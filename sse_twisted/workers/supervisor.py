@@ -2,10 +2,11 @@
 C{--workers N}: a parent process that binds the port once and keeps N worker
 processes serving it.
 
-The parent binds the listening socket (before twistd drops privileges) and
-never accepts on it: each worker inherits it as descriptor L{LISTENING_FD}
-and serves it with L{sse_twisted.transport.eager.EagerAdoptedEndpoint}, so all workers
-share one accept queue and keep the eager write path. Sharing one socket,
+The parent binds the listening socket (before twistd drops privileges), or
+takes the one systemd passed it, and never accepts on it: each worker
+inherits it as descriptor L{LISTENING_FD} and serves it as the C{--port}
+says (L{sse_twisted.transport.shared}): eagerly for TCP, with TLS and
+HTTP/2 for C{ssl:}. So all workers share one accept queue. Sharing one socket,
 rather than one C{SO_REUSEPORT} socket per worker, means that a worker's
 death or restart drops no queued connection and never unbinds the port.
 
@@ -15,6 +16,11 @@ never writes: when the parent is gone, however it died, the worker reads end
 of file and stops (see L{sse_twisted.workers.child}), so no orphan holds the port.
 Workers log to the parent as JSON lines, which the parent republishes to its
 own log (a file in daemon mode), each marked with the worker's pid.
+
+With C{--metrics}, the parent serves the metrics of the whole server: the
+workers count in a directory it makes for them
+(L{sse_twisted.ops.metrics_dir.MetricsDirectory}), which it tells of each
+worker that ends, and removes once they all have.
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ from twisted.logger import (
 )
 from twisted.python.failure import Failure
 
-from sse_twisted.transport.eager import EagerTCPServerEndpoint
+from sse_twisted.ops.metrics_dir import MetricsDirectory
+from sse_twisted.transport.shared import SharedSocket
 
 LISTENING_FD = 3
 """The shared listening socket's descriptor in a worker."""
@@ -59,6 +66,12 @@ STABLE = 10.0
 
 STOP_DEADLINE = 10.0
 """Seconds the workers get to end their streams before they are killed."""
+
+SYSTEMD_VARIABLES = frozenset(("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"))
+"""
+What systemd tells the parent of the sockets it passed, kept from the
+workers: they serve the one socket the parent gives them.
+"""
 
 _RECORD_SEPARATOR = b"\x1e"  # starts each line of twisted.logger's JSON files
 
@@ -89,12 +102,13 @@ class WorkerSupervisor(Service):
     def __init__(
         self,
         reactor: Any,
-        endpoint: EagerTCPServerEndpoint,
+        endpoint: SharedSocket,
         argv: Sequence[str],
         count: int,
         *,
         executable: str = sys.executable,
         observer: ILogObserver = globalLogPublisher,
+        metrics: MetricsDirectory | None = None,
     ) -> None:
         """
         @param reactor: Provides C{IReactorProcess} and C{IReactorTime}.
@@ -103,6 +117,7 @@ class WorkerSupervisor(Service):
         @param count: How many workers to run.
         @param executable: The Python interpreter that runs the workers.
         @param observer: Where the workers' log events are republished.
+        @param metrics: Where the workers count, with C{--metrics}.
         """
         self._reactor = reactor
         self._endpoint = endpoint
@@ -110,6 +125,8 @@ class WorkerSupervisor(Service):
         self._count = count
         self._executable = executable
         self._observer = observer
+        self._metrics = metrics
+        self._environment: dict[str, str] = {}
         self._socket: socket.socket | None = None
         self._workers: dict[int, _Worker] = {}
         self._deaths = [0] * count
@@ -144,6 +161,13 @@ class WorkerSupervisor(Service):
         super().startService()
         self._bind()
         self._stopping = False
+        self._environment = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in SYSTEMD_VARIABLES
+        }
+        if self._metrics is not None:
+            self._environment.update(self._metrics.open())
         for slot in range(self._count):
             self._spawn(slot)
 
@@ -155,7 +179,7 @@ class WorkerSupervisor(Service):
             worker,
             self._executable,
             [self._executable, "-m", "sse_twisted.workers.child", *self._argv],
-            env=os.environ,
+            env=self._environment,
             childFDs={
                 PARENT_FD: "w",
                 1: "r",
@@ -175,6 +199,8 @@ class WorkerSupervisor(Service):
         dying); while stopping, note that one more has ended.
         """
         del self._workers[worker.slot]
+        if self._metrics is not None and worker.pid is not None:
+            self._metrics.worker_ended(worker.pid)
         how = _how_it_ended(reason)
         if self._stopping:
             self.log.info("worker {pid} ended ({how})", pid=worker.pid, how=how)
@@ -249,6 +275,8 @@ class WorkerSupervisor(Service):
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+        if self._metrics is not None:
+            self._metrics.close()
 
 
 def _how_it_ended(reason: Failure) -> str:
