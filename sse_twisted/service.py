@@ -8,6 +8,7 @@ import gc
 import json
 import random
 from collections.abc import Callable
+from typing import Any, cast
 
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import MultiService, Service
@@ -101,11 +102,11 @@ class GarbageCollectorTuning(Service):
 @implementer(IStreamServerEndpoint)
 class ListenWhenReady:
     """
-    An endpoint that starts listening once something is ready, such as a
-    shared event log that has read where its stream ends: meanwhile,
-    clients wait in the listen queue (of a socket a parent process bound
-    for its workers) or are refused, and come back; none is served from a
-    log that was not read.
+    An endpoint that listens at once but accepts only once something is
+    ready, such as a shared event log that has read where its stream ends:
+    meanwhile, clients wait in the listen queue, and none is served from a
+    log that was not read. Binding at once means that a port that cannot
+    be had (in use, not allowed) fails the start, as with any other port.
 
     @ivar endpoint: Where it listens.
     """
@@ -115,13 +116,37 @@ class ListenWhenReady:
     ) -> None:
         """
         @param endpoint: Where to listen.
-        @param ready: Fires when listening may start; it should not fail.
+        @param ready: Fires when accepting may start; it should not fail.
         """
         self.endpoint = endpoint
         self._ready = ready
 
     def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
-        return self._ready().addCallback(lambda _: self.endpoint.listen(factory))
+        return self.endpoint.listen(factory).addCallback(self._accept_when_ready)
+
+    def _accept_when_ready(self, port: IListeningPort) -> IListeningPort:
+        ready = self._ready()
+        if not ready.called:
+            # A listening port is a file descriptor the reactor reads to
+            # accept; not reading it leaves clients in the listen queue.
+            cast(Any, port).stopReading()
+            ready.addCallback(lambda _: _accept_again(port))
+        return port
+
+
+def _accept_again(port: Any) -> None:
+    if port.connected and not port.disconnecting:
+        port.startReading()
+
+
+class PortService(StreamServerEndpointService):
+    """
+    Serves a site on an endpoint, as Twisted's own port services do for
+    twistd: a port that cannot listen fails the start, and so twistd, rather
+    than leave a server running that nobody can reach.
+    """
+
+    _raiseSynchronously = True
 
 
 def _every(
@@ -175,5 +200,5 @@ def sse_service(
     # Added last, so stopped first (a MultiService stops its children in
     # reverse): no port accepts a new stream while the others are ended.
     for endpoint in endpoints:
-        StreamServerEndpointService(endpoint, site).setServiceParent(server)
+        PortService(endpoint, site).setServiceParent(server)
     return server

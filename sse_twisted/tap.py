@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from OpenSSL.crypto import Error as CryptoError
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import VerifyError
@@ -36,7 +35,7 @@ from sse_twisted.overload import ClientLimit
 from sse_twisted.redis import options as redis_options
 from sse_twisted.redis.connect import shared_log
 from sse_twisted.retained import DEFAULT_MAX_KEYS
-from sse_twisted.service import ListenWhenReady, sse_service
+from sse_twisted.service import ListenWhenReady, PortService, sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
 from sse_twisted.transport.shared import can_share, parent_socket
 from sse_twisted.workers.supervisor import WorkerSupervisor
@@ -416,7 +415,7 @@ def _supervisor(options: Options, reactor: Any) -> IService:
     metrics = None
     if options["metrics"]:
         metrics = MetricsDirectory()
-        StreamServerEndpointService(
+        PortService(
             serverFromString(reactor, options["metrics"]), metrics.site()
         ).setServiceParent(parent)
     WorkerSupervisor(
@@ -521,7 +520,7 @@ def makeService(
         metrics.service.setServiceParent(service)
     elif metrics is not None:
         metrics.count_streams(hub.__len__)
-        StreamServerEndpointService(
+        PortService(
             serverFromString(reactor, options["metrics"]), metrics.site()
         ).setServiceParent(service)
     for child in access.services:

@@ -265,6 +265,41 @@ async def test_publish_shows_retry_after_of_a_503(awkward: AwkwardServer) -> Non
 
 
 @pytest_twisted.ensureDeferred
+async def test_publish_says_when_no_answer_came(awkward: AwkwardServer) -> None:
+    """
+    A server that takes the request and never answers is named as such
+    once C{--timeout} has passed: status 1, the reason on stderr.
+    """
+    awkward.scenes["/publish"] = lambda connection, seen: None
+    code, out, err = await ssedemo(
+        "publish", f"{awkward.url}/publish", "x", "--timeout", "0.5"
+    )
+    assert (code, out) == (1, "")
+    assert err == (
+        f"ssedemo publish: cannot publish to {awkward.url}/publish:"
+        " no answer within 0.5 s (or interrupted)\n"
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_publish_says_a_200_without_a_receipt_is_not_one(
+    awkward: AwkwardServer,
+) -> None:
+    """
+    A C{200} whose body is not a receipt fails (status 1), saying so.
+    """
+
+    def not_a_receipt(connection: _Connection, seen: Seen) -> None:
+        connection.write(head("200 OK", "text/plain", Content_Length="2") + b"hi")
+        connection.end()
+
+    awkward.scenes["/publish"] = not_a_receipt
+    code, out, err = await ssedemo("publish", f"{awkward.url}/publish", "x")
+    assert (code, out) == (1, "")
+    assert err == "ssedemo publish: 200, but not a receipt: hi\n"
+
+
+@pytest_twisted.ensureDeferred
 async def test_publish_to_nowhere_fails(awkward: AwkwardServer) -> None:
     url = f"{awkward.url}/publish"
     await awkward.stop()

@@ -92,6 +92,31 @@ def test_bad_option_fails_with_a_message(outside: Path) -> None:
     assert b"--heartbeat must be between" in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("redis", [False, True], ids=["memory", "redis"])
+def test_a_port_in_use_fails_the_start(outside: Path, redis: bool) -> None:
+    """
+    A C{--port} that another process holds makes twistd exit with an error
+    that names it, at once, also with C{--redis} (whose ports accept only
+    once the log is read): no server is left running that nobody reaches.
+    """
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # Redis need not answer: binding comes before the log is read.
+        options = ["--heartbeat", "0", "--port", f"tcp:{port}:interface=127.0.0.1"]
+        if redis:
+            options += ["--redis", "redis://127.0.0.1:1/0"]
+        result = subprocess.run(
+            [TWISTD, "--pidfile=", "-n", "ssedemo", *options],
+            cwd=outside,
+            capture_output=True,
+            timeout=DEADLINE,
+        )
+    assert result.returncode != 0
+    assert b"Address already in use" in result.stdout + result.stderr
+
+
 def test_foreground_serves_page_and_stream() -> None:
     server = TwistdServer(args=["--heartbeat", "0.2"]).start()
     try:

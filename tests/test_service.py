@@ -9,6 +9,7 @@ import gc
 
 from test_hub import FakeSink
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.filepath import FilePath
@@ -20,6 +21,7 @@ from sse_twisted.log import MemoryLog
 from sse_twisted.service import (
     DRAIN_SECONDS,
     GarbageCollectorTuning,
+    ListenWhenReady,
     StreamCloser,
     sse_service,
 )
@@ -150,3 +152,61 @@ def test_gc_tuning_while_running_only() -> None:
         tuning.stopService()
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+class _Port:
+    """
+    A listening port that records whether the reactor reads it (accepts).
+    """
+
+    connected = True
+    disconnecting = False
+    reading = True
+
+    def stopReading(self) -> None:
+        self.reading = False
+
+    def startReading(self) -> None:
+        self.reading = True
+
+
+class _Endpoint:
+    def __init__(self, port: _Port) -> None:
+        self.port = port
+        self.factories: list[object] = []
+
+    def listen(self, factory: object) -> Deferred[_Port]:
+        self.factories.append(factory)
+        return succeed(self.port)
+
+
+def test_listen_when_ready_binds_at_once_and_accepts_once_ready() -> None:
+    """
+    L{ListenWhenReady} listens at once (so a port in use fails the start)
+    but leaves clients in the listen queue until it is ready; then it
+    accepts. Ready from the start, it accepts from the start.
+    """
+    ready: Deferred[None] = Deferred()
+    port = _Port()
+    endpoint = _Endpoint(port)
+    listening = ListenWhenReady(endpoint, lambda: ready).listen(factory := object())
+    assert endpoint.factories == [factory]
+    assert listening.result is port
+    assert not port.reading
+    ready.callback(None)
+    assert port.reading
+    already = _Port()
+    ListenWhenReady(_Endpoint(already), lambda: succeed(None)).listen(object())
+    assert already.reading
+
+
+def test_listen_when_ready_leaves_a_closed_port_alone() -> None:
+    """
+    A port closed before the log was ready is not read again.
+    """
+    ready: Deferred[None] = Deferred()
+    port = _Port()
+    ListenWhenReady(_Endpoint(port), lambda: ready).listen(object())
+    port.connected = False
+    ready.callback(None)
+    assert not port.reading

@@ -391,7 +391,15 @@ def test_make_service_with_metrics_and_a_limit() -> None:
     """
     reactor = MemoryReactorClock()
     service = makeService(
-        parse("--metrics", "unix:/tmp/metrics.sock", "--max-clients", "5"), reactor
+        parse(
+            "--port",
+            "tcp:0:interface=127.0.0.1",
+            "--metrics",
+            "unix:/tmp/metrics.sock",
+            "--max-clients",
+            "5",
+        ),
+        reactor,
     )
     children = list(service)  # type: ignore[call-overload]
     assert sum(isinstance(c, ClientLimit) for c in children) == 1
@@ -403,7 +411,7 @@ def test_make_service_with_metrics_and_a_limit() -> None:
 
 def test_make_service_without_metrics_or_limit() -> None:
     reactor = MemoryReactorClock()
-    service = makeService(parse(), reactor)
+    service = makeService(parse("--port", "tcp:0:interface=127.0.0.1"), reactor)
     assert not any(isinstance(c, ClientLimit) for c in service)  # type: ignore[attr-defined]
     service.startService()
     assert reactor.unixServers == []

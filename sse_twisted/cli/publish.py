@@ -18,6 +18,7 @@ from sse_twisted.client.publish import (
     DEFAULT_TIMEOUT,
     PublishFailed,
     ServerFailed,
+    UnexpectedAnswer,
     publish,
 )
 
@@ -93,11 +94,15 @@ async def run(reactor: Any, options: Options, out: TextIO, err: TextIO) -> int:
         later = "" if e.retry_after is None else f" (retry after {e.retry_after:g} s)"
         _say(err, f"{e.status}: {e.error}{later}")
         return FAILED
+    except UnexpectedAnswer as e:
+        _say(err, f"{e.status}, but not a receipt: {e.error}")
+        return FAILED
     except PublishFailed as e:
         _say(err, f"{e.status}: {e.error}")
         return FAILED
     except _NETWORK as e:
-        _say(err, f"cannot publish to {options['url']}: {_reason(e)}")
+        reason = _reason(e, options["timeout"])
+        _say(err, f"cannot publish to {options['url']}: {reason}")
         return FAILED
     finally:
         reactor.removeSystemEventTrigger(stopping)
@@ -111,10 +116,10 @@ def _say(err: TextIO, message: str) -> None:
     err.flush()
 
 
-def _reason(error: Exception) -> str:
+def _reason(error: Exception, timeout: float) -> str:
     reasons = getattr(error, "reasons", None)
     if reasons:
-        return str(reasons[0].getErrorMessage())
+        error = reasons[0].value
     if isinstance(error, CancelledError):
-        return "no answer in time (or interrupted)"
+        return f"no answer within {timeout:g} s (or interrupted)"
     return str(error) or type(error).__name__

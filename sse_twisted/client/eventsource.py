@@ -610,7 +610,7 @@ def _describe(failure: Failure) -> str:
     if failure.check(ConnectionRefusedError):
         return "connection refused"
     if failure.check(DNSLookupError):
-        return f"DNS lookup failed ({failure.value})"
+        return failure.getErrorMessage().rstrip(".")
     if failure.check(CancelledError):
         return "cancelled"
     message = failure.getErrorMessage().rstrip(".")
