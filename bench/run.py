@@ -1138,6 +1138,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--ticker-seconds", type=int, default=30, help="seconds of publishing"
     )
+    parser.add_argument(
+        "--ticker-pad",
+        type=int,
+        default=4096,
+        help="ticker: filler bytes in each event's data (4096), so that slow"
+        " streams fall behind the socket buffers and conflation starts",
+    )
     parser.add_argument("--ticker-topic", default="ticker", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     options.scenarios = [s for arg in options.scenarios for s in arg.split(",") if s]

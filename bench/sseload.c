@@ -42,7 +42,9 @@
  * buffer, and reads paced at a tenth of the events' bytes: --slow-factor) on
  * --topic; "READY", then, after a line on stdin, it publishes for D seconds
  * at R events a second on a keep-alive connection to POST /publish, each
- * with key "k<seq % K>" and data "<seq % K> <seq>". Then every stream reads
+ * with key "k<seq % K>" and data "<seq % K> <seq>" (then, with --pad B, a
+ * space and B filler bytes, so that slow streams fall behind the kernel's
+ * socket buffers within the run). Then every stream reads
  * at full speed until it holds the newest value of every key; "DONE", and
  * after another line on stdin the JSON report.
  *
@@ -68,6 +70,7 @@
 #include <unistd.h>
 
 #define LINE_MAX_LEN 256
+#define MAX_PAD 8192 /* the most filler bytes --pad adds to an event's data */
 #define ID_LEN 64
 #define READ_SIZE 65536
 #define MAX_EVENTS 1024
@@ -115,6 +118,7 @@ static long nclients = 10000, max_inflight = 1000, nfast = 1000, nslow = 100,
             nkeys = 1000, rate = 200, seconds = 10, max_seq = 100000;
 static double connect_timeout = 120, drain_timeout = 60, t_start;
 static int slow_rcvbuf = 4096, slow_factor = 10;
+static long pad; /* ticker: filler bytes after "<key> <seq>" in each event's data */
 static const char *path = "/sse", *topic = "ticker", *dump_path;
 
 static int ep;
@@ -302,6 +306,8 @@ static void on_event(long i, double t)
     if (!mode_storm) {
         key = seq;
         seq = strtoul(end, &end, 10);
+        if (pad && *end == ' ')
+            end += strlen(end); /* the filler (cut to the data buffer) */
     }
     if (*end != '\0' || seq == 0 || seq > (unsigned long)max_seq ||
         key >= (unsigned long)nkeys || !c->has_id) {
@@ -493,16 +499,19 @@ static void pub_close(void)
 
 static void publish_next(void)
 {
-    char body[256], req[512];
+    static char filler[MAX_PAD + 1];
+    char body[MAX_PAD + 256], req[MAX_PAD + 512];
     long seq = published + 1, key = seq % nkeys;
     if (seq > max_seq)
         return;
     if (pub_fd < 0)
         pub_connect();
+    if (pad && !filler[0])
+        memset(filler, 'x', (size_t)pad);
     int blen = snprintf(body, sizeof body,
-                        "{\"data\": \"%ld %ld\", \"topic\": \"%s\", "
+                        "{\"data\": \"%ld %ld%s%s\", \"topic\": \"%s\", "
                         "\"key\": \"k%ld\"}",
-                        key, seq, topic, key);
+                        key, seq, pad ? " " : "", filler, topic, key);
     int len = snprintf(req, sizeof req,
                        "POST /publish HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
                        "Content-Type: application/json\r\n"
@@ -1068,7 +1077,7 @@ static void usage(void)
             "       sseload ticker --port P --fast F --slow S --keys K "
             "--rate R --seconds D [--topic T] [--inflight M] "
             "[--connect-timeout S] [--drain-timeout S] [--slow-rcvbuf B] "
-            "[--slow-factor X]\n");
+            "[--slow-factor X] [--pad BYTES]\n");
     exit(2);
 }
 
@@ -1110,6 +1119,8 @@ static void parse_args(int argc, char **argv)
             slow_rcvbuf = (int)parse_long(v, 1, 1 << 24, o);
         else if (!strcmp(o, "--slow-factor"))
             slow_factor = (int)parse_long(v, 1, 1000, o);
+        else if (!strcmp(o, "--pad"))
+            pad = parse_long(v, 0, MAX_PAD, o);
         else if (!strcmp(o, "--dump"))
             dump_path = v;
         else if (!strcmp(o, "--topic"))

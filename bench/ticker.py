@@ -62,6 +62,17 @@ def conflated(port: int) -> float | None:
     return None
 
 
+def ticker_backlog(options: argparse.Namespace) -> int:
+    """
+    @return: The C{--max-backlog} of the ticker's server: room for one
+        pending event per key twice over (an event's data, id and framing),
+        and never below the default of 1 MiB. A conflated stream holds at
+        most one pending event per key, so this is what it needs not to be
+        dropped.
+    """
+    return max(1 << 20, 2 * options.ticker_keys * (options.ticker_pad + 128))
+
+
 def ticker_once(options: argparse.Namespace, slow: int) -> dict[str, Any]:
     """
     One ticker run with C{slow} slow readers.
@@ -73,6 +84,7 @@ def ticker_once(options: argparse.Namespace, slow: int) -> dict[str, Any]:
     record["revision"] = run.ssedemo_revision()
     metrics = run.free_port()
     extra = ["--conflate", options.ticker_topic]
+    extra += ["--max-backlog", str(ticker_backlog(options))]
     extra += ["--metrics", f"tcp:{metrics}:interface=127.0.0.1"]
     seconds = options.ticker_seconds
     with tempfile.TemporaryDirectory(prefix="bench-ticker-") as tmp:
@@ -87,6 +99,7 @@ def ticker_once(options: argparse.Namespace, slow: int) -> dict[str, Any]:
                 command += ["--fast", str(options.ticker_streams)]
                 command += ["--slow", str(slow), "--keys", str(options.ticker_keys)]
                 command += ["--rate", str(options.ticker_rate)]
+                command += ["--pad", str(options.ticker_pad)]
                 command += ["--seconds", str(seconds)]
                 command += ["--topic", options.ticker_topic]
                 command += ["--connect-timeout", str(run.CONNECT_TIMEOUT)]
@@ -195,7 +208,11 @@ def markdown(
         f" {options.ticker_streams:,} streams read at full speed, and in the"
         " second run slow ones too (receive buffer 4 KB, reads paced at a"
         " tenth of the bytes a fast stream gets), which read at full speed"
-        " once publishing stops. Fan-out: from a POST to the last fast"
+        " once publishing stops. Each event's data carries"
+        f" {options.ticker_pad:,} filler bytes, so that slow streams fall"
+        " behind the kernel's socket buffers within the run; `--max-backlog"
+        f" {ticker_backlog(options):,}` leaves room for one pending event per"
+        " key. Fan-out: from a POST to the last fast"
         " stream's copy, per event. Complete: streams that end with the"
         " newest value of every key (by the key and number in the data, the"
         " id checked against the publisher's). Memory: the server's RSS and"
