@@ -3,7 +3,7 @@
  *
  *   loadgen --port P [--clients N] [--rounds K] [--inflight M]
  *           [--connect-timeout S] [--round-timeout S] [--gap-ms MS]
- *           [--wait-timeout S] [--waves W] [--path /sse?...]
+ *           [--wait-timeout S] [--waves W] [--path /sse?...] [--publishes P]
  *
  * Phase 1 opens N streams (GET /sse, or --path) to 127.0.0.1:P, at most M connects in
  * flight, and times each until its "Gotcha" greeting. Phase 2 runs K rounds:
@@ -21,6 +21,10 @@
  * "WAVE <w> <reached>", then waits for the runner as above (which measures
  * the server once it has seen the closes). The report, printed after the last
  * wave, gives the connection rate of each wave.
+ *
+ * With --publishes P, once the runner has answered "DONE", it times P
+ * publishes, one after the other, each a POST /publish on a connection of its
+ * own to a topic no stream reads: the time until the answer's status line.
  *
  * Markers are found in the raw bytes, chunked framing included: every server
  * measured writes each event as one chunk, so framing never splits a marker.
@@ -77,6 +81,7 @@ static int port;
 static long nclients = 10000, nrounds = 20, max_inflight = 1000, nwaves;
 static double connect_timeout = 120, round_timeout = 30, wait_timeout = 120;
 static double gap = 0.05;
+static long npublishes;
 
 /* State. */
 static int ep;
@@ -460,6 +465,47 @@ static long run_rounds(void)
     return done;
 }
 
+/* Time one POST /publish until its status line; -1 if it failed. */
+static double time_publish(long k)
+{
+    char req[512], buf[64];
+    char body[128];
+    int blen = snprintf(body, sizeof body,
+                        "{\"data\": \"latency %ld\", \"topic\": \"bench-latency\"}", k);
+    int len = snprintf(req, sizeof req,
+                       "POST /publish HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                       "Content-Type: application/json\r\n"
+                       "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+                       port, blen, body);
+    struct sockaddr_in sa = server_address();
+    struct timeval tv = {.tv_sec = 5};
+    int one = 1;
+    size_t got = 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    double t0 = now();
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        send(fd, req, (size_t)len, MSG_NOSIGNAL) != len) {
+        close(fd);
+        return -1;
+    }
+    while (got < STATUS_LEN) {
+        ssize_t n = read(fd, buf + got, sizeof buf - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    double t = now() - t0;
+    close(fd);
+    if (got < STATUS_LEN || memcmp(buf, "HTTP/1.1 200", STATUS_LEN) != 0)
+        return -1;
+    return t;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -514,6 +560,8 @@ static void parse_args(int argc, char **argv)
             wait_timeout = (double)parse_long(v, 1, 3600, o);
         else if (!strcmp(o, "--waves"))
             nwaves = parse_long(v, 0, 1000, o);
+        else if (!strcmp(o, "--publishes"))
+            npublishes = parse_long(v, 0, 100000, o);
         else if (!strcmp(o, "--gap-ms"))
             gap = parse_long(v, 0, 60000, o) / 1e3;
         else if (!strcmp(o, "--path")) {
@@ -533,7 +581,7 @@ static void parse_args(int argc, char **argv)
         fprintf(stderr, "usage: loadgen --port P [--clients N] [--rounds K] "
                         "[--inflight M] [--connect-timeout S] "
                         "[--round-timeout S] [--wait-timeout S] [--gap-ms MS] "
-                        "[--waves W] [--path P]\n");
+                        "[--waves W] [--path P] [--publishes P]\n");
         exit(2);
     }
 }
@@ -642,6 +690,21 @@ int main(int argc, char **argv)
     double cpu1 = cpu_seconds();
     printf("DONE\n");
     wait_for_runner();
+    double *publish_ms = calloc((size_t)npublishes + 1, sizeof *publish_ms);
+    long npub = 0;
+    if (!publish_ms)
+        die("calloc");
+    double publish_deadline = now() + 20; /* within the runner's slack */
+    for (long k = 0; k < npublishes && now() < publish_deadline; k++) {
+        double t = time_publish(k);
+        if (t < 0) {
+            fprintf(stderr, "loadgen: POST /publish %ld failed\n", k);
+            err.post++;
+        } else {
+            publish_ms[npub++] = t * 1e3;
+        }
+    }
+    qsort(publish_ms, (size_t)npub, sizeof *publish_ms, cmp_double);
     for (long i = 0; i < nclients; i++)
         drop(i, NULL);
 
@@ -672,6 +735,9 @@ int main(int argc, char **argv)
     json_number("delivery_ms_p50", percentile(latency, ndel, 50) * 1e3, ", ");
     json_number("delivery_ms_p99", percentile(latency, ndel, 99) * 1e3, ", ");
     printf("\"deliveries\": %ld, \"expected_deliveries\": %ld, ", ndel, expected);
+    printf("\"publishes\": %ld, ", npub);
+    json_number("publish_ms_p50", percentile(publish_ms, npub, 50), ", ");
+    json_number("publish_ms_p99", percentile(publish_ms, npub, 99), ", ");
     json_number("loadgen_cpu_s", cpu1 - cpu0, ", ");
     json_number("loadgen_cpu_us_per_delivery",
                 ndel ? (cpu1 - cpu0) * 1e6 / ndel : NAN, ", ");

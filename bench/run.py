@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +39,12 @@ from typing import IO, Any
 BENCH = Path(__file__).resolve().parent
 # The tests' redis-server launcher (standard library only) serves here too.
 sys.path.insert(0, str(BENCH.parent / "tests"))
-from redis_server import REDIS_SERVER, free_port, running_redis  # noqa: E402
+from redis_server import (  # noqa: E402
+    REDIS_SERVER,
+    RedisServer,
+    free_port,
+    running_redis,
+)
 
 LOADGEN_SOURCE = BENCH / "loadgen.c"
 LOADGEN = BENCH / "build" / "loadgen"
@@ -65,6 +70,7 @@ SERVERS = (
     "ssedemo-metrics",
     "c-epoll",
     "ssedemo-redis",
+    "ssedemo-redis-replica",
     "ssedemo-workers2",
     "starlette",
     "aiohttp",
@@ -72,11 +78,21 @@ SERVERS = (
     "ssedemo-hs256",
     "ssedemo-es256",
 )
-REDIS_SERVERS = frozenset({"ssedemo-redis", "ssedemo-workers2"})
+REDIS_SERVERS = frozenset(
+    {"ssedemo-redis", "ssedemo-redis-replica", "ssedemo-workers2"}
+)
 """Servers run with a redis-server of their own, whose CPU counts as theirs."""
 WORKERS = {"ssedemo-workers2": 2}
 """Servers run as ssedemo --workers N: their CPU time is summed over all."""
 PYTHON_PEERS = frozenset({"starlette", "aiohttp"})
+SCENARIOS = ("broadcast", "churn", "storm", "ticker")
+"""What make bench runs: the broadcast rounds against every server, then
+against ssedemo alone the churn, the restart storm and the ticker."""
+REPLICATED = {"ssedemo-redis-replica": 1}
+"""Servers run with --redis-replicas N on a redis-server with N replicas."""
+PUBLISHERS = frozenset({"ssedemo", "ssedemo-python", "ssedemo-metrics"}) | REDIS_SERVERS
+"""Servers whose publish latency is timed (POST /publish, open to localhost)."""
+PUBLISHES = 100  # timed publishes after the rounds
 
 START_DEADLINE = 30.0  # seconds for a server to listen
 SETTLE = 1.0  # seconds between listening and the baseline sample
@@ -304,9 +320,35 @@ def backing_redis(name: str) -> Iterator[tuple[list[str], list[int]]]:
     if name not in REDIS_SERVERS:
         yield [], []
         return
-    with running_redis() as redis:
+    replicas = REPLICATED.get(name, 0)
+    with running_redis() as redis, ExitStack() as stack:
         assert redis.process is not None
-        yield ["--redis", redis.url], [redis.process.pid]
+        pids = [redis.process.pid]
+        for _ in range(replicas):
+            replica = stack.enter_context(
+                running_redis(args=["--replicaof", "127.0.0.1", str(redis.port)])
+            )
+            assert replica.process is not None
+            pids.append(replica.process.pid)
+        if replicas:
+            wait_replicas(redis, replicas)
+        extra = ["--redis", redis.url]
+        if replicas:
+            extra += ["--redis-replicas", str(replicas)]
+        yield extra, pids
+
+
+def wait_replicas(redis: RedisServer, count: int) -> None:
+    """
+    Wait until C{count} replicas are attached to C{redis} and in sync.
+    """
+    deadline = time.monotonic() + START_DEADLINE
+    while time.monotonic() < deadline:
+        info = redis.cli("INFO", "replication")
+        if info.count("state=online") >= count:
+            return
+        time.sleep(0.05)
+    raise BenchError(f"{count} Redis replicas did not attach in {START_DEADLINE:.0f} s")
 
 
 @contextmanager
@@ -511,11 +553,13 @@ def run_loadgen(
     workdir: Path,
     on_phase: Callable[[str], None],
     path: str = "/sse",
+    name: str = "",
 ) -> dict[str, Any]:
     """
     Run the loadgen against C{port}, calling C{on_phase("ready")} when its
     streams are open and C{on_phase("done")} when its rounds are over; its
-    streams ask for C{path}.
+    streams ask for C{path}. Server C{name}'s publish latency is timed if
+    it is one of L{PUBLISHERS}.
 
     @return: Its JSON report.
     """
@@ -524,6 +568,8 @@ def run_loadgen(
     command += ["--connect-timeout", str(CONNECT_TIMEOUT)]
     command += ["--round-timeout", str(ROUND_TIMEOUT)]
     command += ["--path", path]
+    if name in PUBLISHERS:
+        command += ["--publishes", str(PUBLISHES)]
     rounds_limit = options.rounds * (ROUND_TIMEOUT + 1) + SLACK
     return drive_loadgen(
         command,
@@ -593,7 +639,7 @@ def run_once(name: str, options: argparse.Namespace) -> dict[str, Any]:
                 def on_phase(phase: str) -> None:
                     samples[phase] = sample(pids)
 
-                report = run_loadgen(port, options, workdir, on_phase, path)
+                report = run_loadgen(port, options, workdir, on_phase, path, name)
             record["loadgen"] = report
             record["samples"] = samples
             record.update(server_figures(report, samples))
@@ -681,6 +727,8 @@ COLUMNS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "loadgen_cpu_us_per_delivery": lambda r: r["loadgen"][
         "loadgen_cpu_us_per_delivery"
     ],
+    "publish_ms_p50": lambda r: r["loadgen"]["publish_ms_p50"],
+    "publish_ms_p99": lambda r: r["loadgen"]["publish_ms_p99"],
 }
 
 
@@ -777,14 +825,48 @@ def markdown(result: dict[str, Any]) -> str:
     """
     opts = result["options"]
     summary = result["summary"]
+    what = (
+        f"{opts['clients']:,} streams, {opts['rounds']} broadcast"
+        f" rounds, {opts['repeat']} repetitions; medians across repetitions"
+        " (errors: total over them)"
+        if summary
+        else ", ".join(opts["scenarios"])
+    )
     lines = [
         "# ssedemo load benchmark",
         "",
-        f"{result['date']}: {opts['clients']:,} streams, {opts['rounds']} broadcast"
-        f" rounds, {opts['repeat']} repetitions; medians across repetitions"
-        " (errors: total over them). Command:",
+        f"{result['date']}: {what}. Command:",
         "",
         f"    {result['command']}",
+    ]
+    if summary:
+        lines += broadcast(result)
+    lines += ["", "## Versions", ""]
+    revisions: dict[str, list[str]] = {}
+    for r in result["runs"]:
+        if "revision" in r:
+            revisions.setdefault(r["revision"], []).append(str(r["repeat"]))
+    if len(revisions) > 1:
+        lines.append(
+            "- ssedemo: **its code changed during the benchmark**, so the"
+            " medians mix versions: "
+            + "; ".join(
+                f"{rev} (repetition {', '.join(reps)})"
+                for rev, reps in revisions.items()
+            )
+        )
+    elif revisions:
+        lines.append(f"- ssedemo: {next(iter(revisions))}")
+    lines += [f"- {name}: {value}" for name, value in result["versions"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def broadcast(result: dict[str, Any]) -> list[str]:
+    """
+    @return: The broadcast run's tables.
+    """
+    summary = result["summary"]
+    lines = [
         "",
         "| server | connections | connects/s | fan-out p50 ms | fan-out p99 ms"
         " | deliveries/s | delivery p50 ms | delivery p99 ms"
@@ -855,8 +937,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "| server | connect p99 ms | server CPU µs/connect"
         " | user µs/delivery | system µs/delivery | listen drops"
-        " | retransmits | other load % | deliveries |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        " | retransmits | other load % | deliveries | publish p50 / p99 ms |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for name, row in summary.items():
         cells = [
@@ -869,8 +951,10 @@ def markdown(result: dict[str, Any]) -> str:
             number(row["retransmits"], 0),
             number(row["other_load_pct"]),
             number(row["deliveries"], 0),
+            f"{number(row['publish_ms_p50'], 2)} / {number(row['publish_ms_p99'], 2)}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += replicated(summary)
     problems = [
         f"- {r['server']}, repetition {r['repeat']}: {problem(r)}"
         for r in result["runs"]
@@ -878,24 +962,48 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     if problems:
         lines += ["", "## Failed runs and errors", "", *problems]
-    lines += ["", "## Versions", ""]
-    revisions: dict[str, list[str]] = {}
-    for r in result["runs"]:
-        if "revision" in r:
-            revisions.setdefault(r["revision"], []).append(str(r["repeat"]))
-    if len(revisions) > 1:
-        lines.append(
-            "- ssedemo: **its code changed during the benchmark**, so the"
-            " medians mix versions: "
-            + "; ".join(
-                f"{rev} (repetition {', '.join(reps)})"
-                for rev, reps in revisions.items()
-            )
-        )
-    elif revisions:
-        lines.append(f"- ssedemo: {next(iter(revisions))}")
-    lines += [f"- {name}: {value}" for name, value in result["versions"].items()]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def replicated(summary: dict[str, Any]) -> list[str]:
+    """
+    @return: The lines comparing ssedemo on a replicated Redis
+        (C{--redis-replicas}) with plain C{--redis}, if both were measured.
+    """
+    names = [name for name in REPLICATED if name in summary]
+    if "ssedemo-redis" not in summary or not names:
+        return []
+    plain = summary["ssedemo-redis"]
+    lines = [
+        "",
+        "## Replicated Redis",
+        "",
+        "`--redis --redis-replicas N` on a local redis-server with N replicas"
+        " (`redis-server --replicaof`), against plain `--redis`. Publish"
+        f" latency: {PUBLISHES} `POST /publish` one after the other once the"
+        " rounds are over, to a topic no stream reads (so it is the store"
+        " and, with replicas, Redis's `WAIT`), until the answer's status"
+        " line. Server CPU counts the master's and the replicas' too.",
+        "",
+        "| server | publish p50 ms | publish p99 ms | connects/s"
+        " | server CPU µs/delivery | CPU ratio | connects/s ratio |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name in ["ssedemo-redis", *names]:
+        row = summary[name]
+        cells = [
+            name,
+            number(row["publish_ms_p50"], 2),
+            number(row["publish_ms_p99"], 2),
+            number(row["connect_rate"], 0),
+            number(row["server_cpu_us_per_delivery"], 2),
+            ratio(
+                row["server_cpu_us_per_delivery"], plain["server_cpu_us_per_delivery"]
+            ),
+            ratio(row["connect_rate"], plain["connect_rate"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def variants(summary: dict[str, Any]) -> list[str]:
@@ -1004,7 +1112,60 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--churn-clients", type=int, default=5000, help="streams per wave (5000)"
     )
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        default=list(SCENARIOS),
+        help=f"what to run, by name or comma-separated ({' '.join(SCENARIOS)})",
+    )
+    parser.add_argument(
+        "--storm-clients", type=int, default=10000, help="restart storm streams"
+    )
+    parser.add_argument(
+        "--storm-variants",
+        nargs="+",
+        default=["redis", "memory", "workers2"],
+        help="restart storm logs (redis memory workers2)",
+    )
+    parser.add_argument(
+        "--ticker-streams", type=int, default=1000, help="ticker: fast streams"
+    )
+    parser.add_argument("--ticker-slow", type=int, default=100, help="slow streams")
+    parser.add_argument("--ticker-keys", type=int, default=1000, help="keys (1000)")
+    parser.add_argument(
+        "--ticker-rate", type=int, default=200, help="keyed events per second"
+    )
+    parser.add_argument(
+        "--ticker-seconds", type=int, default=30, help="seconds of publishing"
+    )
+    parser.add_argument(
+        "--ticker-pad",
+        type=int,
+        default=4096,
+        help="ticker: filler bytes in each event's data (4096), so that slow"
+        " streams fall behind the socket buffers and conflation starts",
+    )
+    parser.add_argument("--ticker-topic", default="ticker", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
+    options.scenarios = [s for arg in options.scenarios for s in arg.split(",") if s]
+    options.storm_variants = [
+        v for arg in options.storm_variants for v in arg.split(",") if v
+    ]
+    if set(options.scenarios) - set(SCENARIOS):
+        parser.error(f"--scenarios: choose from {SCENARIOS}")
+    if set(options.storm_variants) - {"redis", "memory", "workers2"}:
+        parser.error("--storm-variants: choose from redis memory workers2")
+    if not 1 <= options.storm_clients <= 19000:
+        parser.error("--storm-clients must be between 1 and 19000")
+    if not (
+        1 <= options.ticker_streams <= 19000
+        and 0 <= options.ticker_slow <= 19000
+        and 1 <= options.ticker_keys <= 100000
+        and 1 <= options.ticker_rate <= 10000
+        and 1 <= options.ticker_seconds <= 3600
+        and options.ticker_rate * options.ticker_seconds <= 100000
+    ):
+        parser.error("a --ticker-* option is out of range")
     options.servers = [s for arg in options.servers for s in arg.split(",") if s]
     unknown = set(options.servers) - set(SERVERS)
     if unknown:
@@ -1030,6 +1191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BenchError as e:
             print(f"{e}: the Python peers' runs will fail", file=sys.stderr)
     records = []
+    if "broadcast" not in options.scenarios:
+        options.servers = []
     for repeat in range(1, options.repeat + 1):
         for name in options.servers:
             if records:
@@ -1039,13 +1202,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             record["repeat"] = repeat
             records.append(record)
             print(f"  {record['error'] or progress(record)}", flush=True)
-    churned = None
-    if options.churn_waves:
+    churned = stormed = tickers = None
+    if options.churn_waves and "churn" in options.scenarios:
         import churn  # it uses this module's helpers
 
         print(f"churn: {options.churn_waves} waves on ssedemo", flush=True)
         churned = churn.run_churn(options)
         print(f"  {churned['error'] or churn.summary(churned)}", flush=True)
+    if "storm" in options.scenarios:
+        import storm
+
+        stormed = storm.run_storm(options)
+    if "ticker" in options.scenarios:
+        import ticker
+
+        tickers = ticker.run_ticker(options)
     result = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command_line(argv),
@@ -1056,12 +1227,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             "servers": options.servers,
             "churn_waves": options.churn_waves,
             "churn_clients": options.churn_clients,
+            "scenarios": options.scenarios,
+            "storm_clients": options.storm_clients,
+            "storm_variants": options.storm_variants,
+            "ticker": {
+                "streams": options.ticker_streams,
+                "slow": options.ticker_slow,
+                "keys": options.ticker_keys,
+                "rate": options.ticker_rate,
+                "seconds": options.ticker_seconds,
+            },
         },
-        "versions": versions(options.servers),
+        "versions": versions(
+            [*options.servers, *(["ssedemo-redis"] if stormed else [])]
+        ),
         "seconds": round(time.monotonic() - began, 1),
         "summary": summarize(records, options.servers),
         "runs": records,
         "churn": churned,
+        "storm": stormed,
+        "ticker": tickers,
     }
     raw = options.json or BENCH / "results" / "raw" / (
         datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json"
@@ -1071,6 +1256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     page = markdown(result)
     if churned:
         page += "\n".join(churn.markdown(churned, options)) + "\n"
+    if stormed:
+        page += "\n".join(storm.markdown(stormed, options)) + "\n"
+    if tickers:
+        page += "\n".join(ticker.markdown(tickers, options)) + "\n"
     options.markdown.write_text(page)
     print(page)
     print(f"Raw results: {raw}; table: {options.markdown}; {result['seconds']} s")
