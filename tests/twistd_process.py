@@ -133,7 +133,9 @@ class TwistdServer:
                     self._listening.set()
 
     def health(self) -> dict[str, object]:
-        with urllib.request.urlopen(self.url + "/health", timeout=5) as response:
+        # DEADLINE, not less: with --redis, a port accepts once the log is read
+        # or the hold time-out (5 s) has passed; meanwhile clients wait.
+        with urllib.request.urlopen(self.url + "/health", timeout=DEADLINE) as response:
             result: dict[str, object] = json.load(response)
             return result
 
