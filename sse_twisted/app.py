@@ -41,6 +41,7 @@ from sse_twisted.redis.client import BrokerUnavailable, NotReplicated, RedisErro
 from sse_twisted.retained import MAX_KEY_LENGTH, TooManyKeys, is_key
 from sse_twisted.start import Start, stream_start
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG, EventStream
+from sse_twisted.transport.http1 import StreamHead
 from sse_twisted.transport.http2 import StreamingSite
 from sse_twisted.web import (
     FORM_TYPE,
@@ -66,6 +67,15 @@ CHANGED = json.dumps({"message": "Something changed"})
 
 _MAX_TOPICS = 32
 _PUBLISH_FIELDS = frozenset({"data", "event", "topic", "key"})
+
+STREAM_HEAD = StreamHead(
+    (
+        (b"Content-Type", b"text/event-stream; charset=utf-8"),
+        (b"Cache-Control", b"no-cache"),
+        (b"X-Accel-Buffering", b"no"),
+    )
+)
+"""The headers of an event stream's response."""
 
 INSUFFICIENT_STORAGE = 507
 """The status of a keyed publish refused because too many keys are retained."""
@@ -300,8 +310,8 @@ class SSEApp:
         start: Start,
         grant: Grant,
     ) -> None:
-        self._stream_headers(request)
         if request.method == b"HEAD":
+            self._stream_headers(request)
             request.finish()
             return
         stream = EventStream(
@@ -311,7 +321,7 @@ class SSEApp:
             self._dropped,
             self._conflated,
         )
-        stream.start(self._opening)
+        stream.start(self._opening, STREAM_HEAD)
         self.hub.subscribe(
             stream,
             topics,
@@ -343,9 +353,8 @@ class SSEApp:
 
     @staticmethod
     def _stream_headers(request: Request) -> None:
-        request.setHeader("Content-Type", "text/event-stream; charset=utf-8")
-        request.setHeader("Cache-Control", "no-cache")
-        request.setHeader("X-Accel-Buffering", "no")
+        for name, value in STREAM_HEAD.headers:
+            request.setHeader(name, value)
 
     @app.route("/sse", methods=["OPTIONS"])
     @app.route("/publish", methods=["OPTIONS"])

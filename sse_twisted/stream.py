@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from sse_twisted.hub import EventSink, write_each
 from sse_twisted.transport.eager import EagerServer
+from sse_twisted.transport.http1 import StreamHead
 
 if TYPE_CHECKING:
     from sse_twisted._fanout import DirectSet, Lease
@@ -131,15 +132,19 @@ class EventStream:
         self._pending = None
         self._ended(self)
 
-    def start(self, opening: bytes) -> None:
+    def start(self, opening: bytes, head: StreamHead | None = None) -> None:
         """
         Send the headers and the first bytes.
 
         @param opening: Such as a C{retry:} field and a greeting.
+        @param head: The response's headers, if they are not set already.
         """
         request = self._request
         assert request is not None, "the response is over before it began"
-        request.write(opening)
+        if head is None:
+            request.write(opening)
+        else:
+            head.start(request, opening)
         request.registerProducer(self, True)
         channel = request.channel
         if isinstance(channel, HTTPChannel):
