@@ -264,10 +264,10 @@ class SSEApp:
         except Refusal as refusal:
             self._refuse(request, refusal)
             return
-        if isinstance(decision, Deferred):
-            self._open_when_decided(request, topics, start, decision)
-        else:
+        if isinstance(decision, Grant):
             self._open(request, topics, start, decision)
+        else:
+            self._open_when_decided(request, topics, start, decision)
 
     def _open_when_decided(
         self,
@@ -492,8 +492,10 @@ class SSEApp:
 
     def _allow_cors(self, request: IRequest, preflight: bool = False) -> None:
         allowed = self.settings.cors_origins
+        if not allowed:
+            return
         origin = request.getHeader("Origin")
-        if not allowed or origin is None:
+        if origin is None:
             return
         request.setHeader("Vary", "Origin")
         if "*" in allowed:

@@ -180,7 +180,11 @@ class BodyLimitedRequest(Request):
         path C{*}, go Twisted's way.
         """
         site: Site = self.channel.site  # type: ignore[attr-defined]
-        if self.path == b"*" or not isinstance(site.resource, StreamFirst):
+        if (
+            self.path == b"*"
+            or not isinstance(site.resource, StreamFirst)
+            or type(site).getResourceFor is not Site.getResourceFor
+        ):
             super().process()
             return
         self.site = site
@@ -189,8 +193,10 @@ class BodyLimitedRequest(Request):
         headers.setRawHeaders(b"Date", [http_date()])
         self.prepath = []
         self.postpath = [unquote_to_bytes(s) for s in self.path[1:].split(b"/")]
+        # Site.getResourceFor, for a root that is a leaf: the root.
+        self.sitepath: list[bytes] = []
         try:
-            self.render(site.getResourceFor(self))
+            self.render(site.resource)
         except BaseException:
             self.processingFailed(Failure())
 

@@ -161,9 +161,15 @@ class HeadChannel(HTTPChannel):
             self._command = head.method
             self._path = head.target
             self._version = head.version
-            add = request.requestHeaders.addRawHeader
+            # Names are canonical and values hold no line break already
+            # (parse_head): stored as Headers.addRawHeader would store them.
+            raw = request.requestHeaders._rawHeaders
             for name, value in head.headers:
-                add(name, value)
+                values = raw.get(name)
+                if values is None:
+                    raw[name] = [value]
+                else:
+                    values.append(value)
             self.allHeadersReceived()
             self.allContentReceived()
         finally:
