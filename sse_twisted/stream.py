@@ -124,7 +124,13 @@ class EventStream:
         self._pending_bytes = 0
         self._sequence = 0
         self._lease: Lease | None = None
-        request.notifyFinish().addBoth(self._end)
+        # A request of ssedemo's site tells its end without a Deferred
+        # (sse_twisted.web.BodyLimitedRequest.when_over).
+        when_over = getattr(request, "when_over", None)
+        if when_over is None:
+            request.notifyFinish().addBoth(self._end)
+        else:
+            when_over(self._end)
 
     def _end(self, reason: object) -> None:
         self._open = False

@@ -121,7 +121,8 @@ class HeadChannel(HTTPChannel):
                 data, self.MAX_LENGTH, self.totalHeadersSize, self.maxHeaders
             )
             if head is not None:
-                self.resetTimeout()
+                # No resetTimeout: handling a whole request stops the idle
+                # timeout at once (allContentReceived).
                 self._take(head)
                 return
         super().dataReceived(data)
