@@ -41,6 +41,7 @@ from sse_twisted.redis.client import BrokerUnavailable, NotReplicated, RedisErro
 from sse_twisted.retained import MAX_KEY_LENGTH, TooManyKeys, is_key
 from sse_twisted.start import Start, stream_start
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG, EventStream
+from sse_twisted.transport.http1 import StreamHead
 from sse_twisted.transport.http2 import StreamingSite
 from sse_twisted.web import (
     FORM_TYPE,
@@ -66,6 +67,15 @@ CHANGED = json.dumps({"message": "Something changed"})
 
 _MAX_TOPICS = 32
 _PUBLISH_FIELDS = frozenset({"data", "event", "topic", "key"})
+
+STREAM_HEAD = StreamHead(
+    (
+        (b"Content-Type", b"text/event-stream; charset=utf-8"),
+        (b"Cache-Control", b"no-cache"),
+        (b"X-Accel-Buffering", b"no"),
+    )
+)
+"""The headers of an event stream's response."""
 
 INSUFFICIENT_STORAGE = 507
 """The status of a keyed publish refused because too many keys are retained."""
@@ -254,10 +264,10 @@ class SSEApp:
         except Refusal as refusal:
             self._refuse(request, refusal)
             return
-        if isinstance(decision, Deferred):
-            self._open_when_decided(request, topics, start, decision)
-        else:
+        if isinstance(decision, Grant):
             self._open(request, topics, start, decision)
+        else:
+            self._open_when_decided(request, topics, start, decision)
 
     def _open_when_decided(
         self,
@@ -300,8 +310,8 @@ class SSEApp:
         start: Start,
         grant: Grant,
     ) -> None:
-        self._stream_headers(request)
         if request.method == b"HEAD":
+            self._stream_headers(request)
             request.finish()
             return
         stream = EventStream(
@@ -311,7 +321,7 @@ class SSEApp:
             self._dropped,
             self._conflated,
         )
-        stream.start(self._opening)
+        stream.start(self._opening, STREAM_HEAD)
         self.hub.subscribe(
             stream,
             topics,
@@ -343,9 +353,8 @@ class SSEApp:
 
     @staticmethod
     def _stream_headers(request: Request) -> None:
-        request.setHeader("Content-Type", "text/event-stream; charset=utf-8")
-        request.setHeader("Cache-Control", "no-cache")
-        request.setHeader("X-Accel-Buffering", "no")
+        for name, value in STREAM_HEAD.headers:
+            request.setHeader(name, value)
 
     @app.route("/sse", methods=["OPTIONS"])
     @app.route("/publish", methods=["OPTIONS"])
@@ -483,8 +492,10 @@ class SSEApp:
 
     def _allow_cors(self, request: IRequest, preflight: bool = False) -> None:
         allowed = self.settings.cors_origins
+        if not allowed:
+            return
         origin = request.getHeader("Origin")
-        if not allowed or origin is None:
+        if origin is None:
             return
         request.setHeader("Vary", "Origin")
         if "*" in allowed:

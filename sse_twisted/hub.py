@@ -319,7 +319,7 @@ class Hub:
             started = self._snapshot(sink, wanted)
         else:
             started = self._events.hold()
-        if isinstance(started, Deferred):
+        if started is not None and isinstance(started, Deferred):
             self._resuming[sink] = _Resuming(started, self._clock.seconds())
             started.addCallbacks(
                 self._started,

@@ -44,6 +44,10 @@ class Start:
     snapshot: bool = False
 
 
+FROM_NOW = Start()
+"""The start of a stream that asks for nothing: live events from now on."""
+
+
 def stream_start(request: IRequest) -> Start:
     """
     Read how the stream of C{request} starts. A rewind is ignored (but
@@ -52,6 +56,9 @@ def stream_start(request: IRequest) -> Start:
     @raise RequestError: 400, if C{rewind} or C{snapshot} is malformed,
         given twice, or both are given.
     """
+    if not request.args and b"?" not in request.uri:
+        last_event_id = _last_event_id(request)
+        return FROM_NOW if last_event_id is None else Start(last_event_id)
     rewinds = request.args.get(b"rewind")
     snapshots = request.args.get(b"snapshot")
     bare = _bare_names(request)

@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from sse_twisted.hub import EventSink, write_each
 from sse_twisted.transport.eager import EagerServer
+from sse_twisted.transport.http1 import StreamHead
 
 if TYPE_CHECKING:
     from sse_twisted._fanout import DirectSet, Lease
@@ -123,7 +124,13 @@ class EventStream:
         self._pending_bytes = 0
         self._sequence = 0
         self._lease: Lease | None = None
-        request.notifyFinish().addBoth(self._end)
+        # A request of ssedemo's site tells its end without a Deferred
+        # (sse_twisted.web.BodyLimitedRequest.when_over).
+        when_over = getattr(request, "when_over", None)
+        if when_over is None:
+            request.notifyFinish().addBoth(self._end)
+        else:
+            when_over(self._end)
 
     def _end(self, reason: object) -> None:
         self._open = False
@@ -131,15 +138,19 @@ class EventStream:
         self._pending = None
         self._ended(self)
 
-    def start(self, opening: bytes) -> None:
+    def start(self, opening: bytes, head: StreamHead | None = None) -> None:
         """
         Send the headers and the first bytes.
 
         @param opening: Such as a C{retry:} field and a greeting.
+        @param head: The response's headers, if they are not set already.
         """
         request = self._request
         assert request is not None, "the response is over before it began"
-        request.write(opening)
+        if head is None:
+            request.write(opening)
+        else:
+            head.start(request, opening)
         request.registerProducer(self, True)
         channel = request.channel
         if isinstance(channel, HTTPChannel):

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.iweb import IRequest
@@ -154,9 +155,14 @@ class BodyLimitedRequest(Request):
     """
     A request that keeps no more of its body than one byte over the limit:
     enough for the route to answer 413, while an oversized upload costs
-    neither memory nor disk; and whose C{Date} header is formatted once a
-    second for all requests (L{sse_twisted.transport.http1.HTTPDate}).
+    neither memory nor disk; whose C{Date} header is formatted once a
+    second for all requests (L{sse_twisted.transport.http1.HTTPDate}); and
+    that tells one listener of its end without a L{Deferred}
+    (L{when_over}).
     """
+
+    _over: Callable[[object], object] | None = None
+    _log = Logger()
 
     def __init__(self, *args: Any, max_body: int, **kwargs: Any) -> None:
         """
@@ -165,6 +171,35 @@ class BodyLimitedRequest(Request):
         """
         super().__init__(*args, **kwargs)
         self._room = max_body + 1
+
+    def when_over(self, over: Callable[[object], object]) -> None:
+        """
+        Have C{over} called once, when the response is over: with C{None}
+        once it is finished, or with the reason if the connection is lost
+        first. What C{notifyFinish().addBoth(over)} does, at the same
+        moments, without a L{Deferred} per request; one listener only.
+
+        @param over: Called with C{None} or a L{Failure}.
+        """
+        self._over = over
+
+    def _cleanup(self) -> None:
+        # Where Twisted fires notifyFinish's Deferreds once finished.
+        super()._cleanup()
+        self._tell_over(None)
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        self._tell_over(reason)
+
+    def _tell_over(self, reason: Failure | None) -> None:
+        over = self._over
+        if over is not None:
+            self._over = None
+            try:
+                over(reason)
+            except Exception:
+                self._log.failure("the end of a response was not taken")
 
     def handleContentChunk(self, data: bytes) -> None:
         if self._room > 0:
@@ -180,17 +215,25 @@ class BodyLimitedRequest(Request):
         path C{*}, go Twisted's way.
         """
         site: Site = self.channel.site  # type: ignore[attr-defined]
-        if self.path == b"*" or not isinstance(site.resource, StreamFirst):
+        if (
+            self.path == b"*"
+            or not isinstance(site.resource, StreamFirst)
+            or type(site).getResourceFor is not Site.getResourceFor
+        ):
             super().process()
             return
         self.site = site
-        headers = self.responseHeaders
-        headers.setRawHeaders(b"Server", [server_version])
-        headers.setRawHeaders(b"Date", [http_date()])
+        # Stored as setRawHeaders would store these values, which need no
+        # encoding or sanitizing.
+        raw = self.responseHeaders._rawHeaders
+        raw[b"Server"] = [server_version]
+        raw[b"Date"] = [http_date()]
         self.prepath = []
         self.postpath = [unquote_to_bytes(s) for s in self.path[1:].split(b"/")]
+        # Site.getResourceFor, for a root that is a leaf: the root.
+        self.sitepath: list[bytes] = []
         try:
-            self.render(site.getResourceFor(self))
+            self.render(site.resource)
         except BaseException:
             self.processingFailed(Failure())
 

@@ -1,7 +1,8 @@
 """
 Tests for L{sse_twisted.transport.http1}: a request head taken whole gives
 exactly what Twisted's line-by-line parser gives, for any request cut
-anywhere, refusals included; and the C{Date} is formatted once a second.
+anywhere, refusals included; the C{Date} is formatted once a second; and
+a stream's head formatted in advance is what Twisted would have sent.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web.http import HTTPChannel, Request
 
-from sse_twisted.transport.http1 import HeadChannel, HTTPDate, parse_head
+from sse_twisted.transport.http1 import HeadChannel, HTTPDate, StreamHead, parse_head
 
 Seen = tuple[bytes, bytes, bytes, list[tuple[bytes, list[bytes]]], bytes]
 
@@ -190,3 +191,68 @@ def test_date_formatted_once_a_second() -> None:
     assert date() is first
     now[0] = 784111778.0
     assert date() == b"Sun, 06 Nov 1994 08:49:38 GMT"
+
+
+HEAD = StreamHead(
+    ((b"Content-Type", b"text/event-stream"), (b"Cache-Control", b"no-cache"))
+)
+
+
+def started(
+    version: bytes, method: bytes, preset: list[tuple[bytes, bytes]], twisted: bool
+) -> tuple[bytes, Request]:
+    """
+    Start a response with L{HEAD} and C{b"hi"}, by L{StreamHead.start} or
+    by Twisted's C{setHeader} and C{write}.
+
+    @return: The bytes written, and the request.
+    """
+    channel = HTTPChannel()
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    request = Request(channel)
+    request.method, request.clientproto = method, version
+    for name, value in preset:
+        if name == b"Set-Cookie":
+            request.addCookie(b"a", value)
+        else:
+            request.setHeader(name, value)
+    if twisted:
+        for name, value in HEAD.headers:
+            request.setHeader(name, value)
+        request.write(b"hi")
+    else:
+        HEAD.start(request, b"hi")
+    request.write(b"more")
+    return transport.value(), request
+
+
+@given(
+    version=st.sampled_from([b"HTTP/1.1", b"HTTP/1.0"]),
+    method=st.sampled_from([b"GET", b"HEAD"]),
+    preset=st.lists(
+        st.tuples(
+            st.sampled_from(
+                [b"Vary", b"Content-Length", b"Cache-Control", b"Set-Cookie", b"X-A"]
+            ),
+            st.sampled_from([b"1", b"Origin", b"a b"]),
+        ),
+        max_size=3,
+    ),
+)
+def test_stream_head_as_twisted_writes_it(
+    version: bytes, method: bytes, preset: list[tuple[bytes, bytes]]
+) -> None:
+    """
+    L{StreamHead.start} sends what Twisted's C{setHeader} and C{write}
+    send, and leaves the request in the same state for later writes, on
+    every path: its own (a C{GET} over HTTP/1.1) and Twisted's.
+    """
+    ours, request = started(version, method, preset, twisted=False)
+    theirs, reference = started(version, method, preset, twisted=True)
+    assert ours == theirs
+    assert (request.chunked, request.sentLength, request.startedWriting) == (
+        reference.chunked,
+        reference.sentLength,
+        reference.startedWriting,
+    )

@@ -1,18 +1,23 @@
 """
 Tests for L{sse_twisted.stream.EventStream} on a request that is not plain
-HTTP/1.x (as under HTTP/2), where it keeps to the request's own methods.
+HTTP/1.x (as under HTTP/2), where it keeps to the request's own methods; and
+for how ssedemo's requests tell a stream of their end.
 """
 
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
+from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.test.requesthelper import DummyChannel
 
 from sse_twisted.stream import EventStream
+from sse_twisted.web import BodyLimitedRequest
 
 
 class FakeH2Stream:
@@ -130,3 +135,32 @@ def test_slow_client_stream_is_reset() -> None:
     assert request.written == [b"hello"]
     request.site.reactor.advance(0)
     assert ended == [stream]
+
+
+def test_request_tells_its_end_once() -> None:
+    """
+    L{BodyLimitedRequest.when_over} calls its listener once, as
+    C{notifyFinish().addBoth} would: with C{None} when the response is
+    finished, with the reason when the connection is lost first; a
+    listener that fails is logged, and the request still ends.
+    """
+    finished = BodyLimitedRequest(DummyChannel(), max_body=10)
+    finished.method, finished.clientproto = b"GET", b"HTTP/1.1"
+    seen: list[object] = []
+    finished.when_over(seen.append)
+    finished.finish()
+    assert seen == [None]
+
+    lost = BodyLimitedRequest(DummyChannel(), max_body=10)
+    lost.when_over(seen.append)
+    reason = Failure(ConnectionDone())
+    lost.connectionLost(reason)
+    lost.connectionLost(reason)
+    assert seen == [None, reason]
+
+    failing = BodyLimitedRequest(DummyChannel(), max_body=10)
+    events: list[Any] = []
+    failing._log = Logger(observer=events.append)  # type: ignore[misc]
+    failing.when_over(lambda reason: 1 / 0)
+    failing.connectionLost(reason)
+    assert [event["log_failure"].type for event in events] == [ZeroDivisionError]

@@ -71,7 +71,7 @@ class EagerServer(tcp.Server):
     when the handling ends. Its own address is its port's when the port is
     bound to one address (L{EagerPort.local_address}); otherwise it asks
     the kernel once, rather than for every request (twisted.web asks in
-    each request's constructor).
+    each request's constructor). Its peer's address is made once too.
 
     Its descriptor can be lent (L{lease}) to the compiled fan-out, which
     sends to it directly while nothing is queued, and never once the socket
@@ -79,6 +79,7 @@ class EagerServer(tcp.Server):
     """
 
     _host: IAddress | None = None
+    _peer: IAddress | None = None
     _held: list[bytes] | None = None
     _lease: DirectLease | None = None
 
@@ -99,6 +100,11 @@ class EagerServer(tcp.Server):
             shared = port.local_address if isinstance(port, EagerPort) else None
             self._host = super().getHost() if shared is None else shared
         return self._host
+
+    def getPeer(self) -> IAddress:
+        if self._peer is None:
+            self._peer = super().getPeer()
+        return self._peer
 
     def write(self, data: bytes) -> None:
         if self._held is not None and not self.TLS:

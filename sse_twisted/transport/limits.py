@@ -137,15 +137,21 @@ class _Listener:
     def __init__(self, listener: socket.socket) -> None:
         self._listener = listener
         self.exhausted: int | None = None
+        # What socket.accept gives each accepted socket, read once: its own
+        # reading costs two enum conversions per connection.
+        self._kind = (int(listener.family), int(listener.type), listener.proto)
 
     def accept(self) -> tuple[socket.socket, Any]:
         try:
-            return self._listener.accept()
+            fd, address = self._listener._accept()  # type: ignore[attr-defined]
         except OSError as e:
             if e.errno not in _OUT_OF_DESCRIPTORS:
                 raise
             self.exhausted = e.errno
             raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN)) from e
+        # As socket.accept does, for a listener without a timeout (Twisted's
+        # are non-blocking), whose accepted sockets are non-blocking too.
+        return socket.socket(*self._kind, fileno=fd), address
 
     def refuse_waiting(self) -> int:
         """
