@@ -157,7 +157,7 @@ class BodyLimitedRequest(Request):
     enough for the route to answer 413, while an oversized upload costs
     neither memory nor disk; whose C{Date} header is formatted once a
     second for all requests (L{sse_twisted.transport.http1.HTTPDate}); and
-    that tells one listener of its end without a L{Deferred}
+    that tells one listener of its end without a L{twisted.internet.defer.Deferred}
     (L{when_over}).
     """
 
@@ -177,7 +177,8 @@ class BodyLimitedRequest(Request):
         Have C{over} called once, when the response is over: with C{None}
         once it is finished, or with the reason if the connection is lost
         first. What C{notifyFinish().addBoth(over)} does, at the same
-        moments, without a L{Deferred} per request; one listener only.
+        moments, without a L{twisted.internet.defer.Deferred} per request;
+        one listener only.
 
         @param over: Called with C{None} or a L{Failure}.
         """
