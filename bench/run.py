@@ -1136,13 +1136,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--ticker-rate", type=int, default=200, help="keyed events per second"
     )
     parser.add_argument(
-        "--ticker-seconds", type=int, default=30, help="seconds of publishing"
+        "--ticker-seconds", type=int, default=40, help="seconds of publishing (40)"
     )
     parser.add_argument(
         "--ticker-pad",
         type=int,
-        default=4096,
-        help="ticker: filler bytes in each event's data (4096), so that slow"
+        default=1024,
+        help="ticker: filler bytes in each event's data (1024), so that slow"
         " streams fall behind the socket buffers and conflation starts",
     )
     parser.add_argument("--ticker-topic", default="ticker", help=argparse.SUPPRESS)
