@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from sse_twisted.hub import Hub
 from sse_twisted.redis.client import BrokerUnavailable, NotReplicated, RedisError
 from sse_twisted.redis.log import HOLD_TIMEOUT, READ_COUNT, RedisLog, parse_entry_id
-from sse_twisted.testing import RecordingSink
+from sse_twisted.testing import RecordingSink, parse
 
 
 class FakeConnection:
@@ -215,15 +215,17 @@ def test_observer_counts_publishes_once_stored_and_settled_resumes() -> None:
     assert "published" not in s.observer.counts
     s.publisher.answer("XADD", b"3-0")
     assert s.observer.counts["published"] == [()]
-    resume(s, "2-0")
-    assert "resumed" not in s.observer.counts
-    s.publisher.answer("XRANGE", [entry("2-0")])
-    s.read(entry("3-0"))
+    resume(s, "2-0")  # the newest entry read: replayed from memory, at once
     assert s.observer.counts["resumed"] == [(True,)]
-    assert s.observer.counts["fanned_out"][0][0] == 2
+    resume(s, "1-5")  # an older one: once its replay has settled
+    assert s.observer.counts["resumed"] == [(True,)]
+    s.publisher.answer("XRANGE", [entry("1-5"), entry("2-0")])
+    assert s.observer.counts["resumed"] == [(True,), (True,)]
+    s.read(entry("3-0"))
+    assert s.observer.counts["fanned_out"][0][0] == 3
     resume(s, "1-0")
-    s.publisher.answer("XRANGE", [entry("2-0")])
-    assert s.observer.counts["resumed"] == [(True,), (False,)]
+    s.publisher.answer("XRANGE", [entry("1-5")])
+    assert s.observer.counts["resumed"] == [(True,), (True,), (False,)]
 
 
 def test_publish_fails_when_redis_is_unavailable() -> None:
@@ -344,15 +346,14 @@ def test_reader_behind_the_replay() -> None:
     them, so it gets each of them, and the next one, exactly once.
     """
     s = Setup(newest="1-0")
-    sink = resume(s, "1-0")
-    assert s.publisher.answer("XRANGE", [entry("1-0"), entry("2-0"), entry("3-0")])[
-        2
-    ] == ("1-0")
-    assert ids(sink) == ["2-0", "3-0"]
+    sink = resume(s, "0-5")
+    answer = [entry("0-5"), entry("1-0"), entry("2-0"), entry("3-0")]
+    assert s.publisher.answer("XRANGE", answer)[2] == "0-5"
+    assert ids(sink) == ["1-0", "2-0", "3-0"]
     s.read(entry("2-0"))
     s.read(entry("3-0"), entry("4-0"))
     s.read(entry("5-0"))
-    assert ids(sink) == ["2-0", "3-0", "4-0", "5-0"]
+    assert ids(sink) == ["1-0", "2-0", "3-0", "4-0", "5-0"]
 
 
 def test_reader_ahead_of_the_replay() -> None:
@@ -362,13 +363,13 @@ def test_reader_ahead_of_the_replay() -> None:
     had, and the stream then goes live.
     """
     s = Setup(newest="1-0")
-    sink = resume(s, "1-0")
+    sink = resume(s, "0-5")
     s.read(entry("2-0"), entry("3-0"))
     assert ids(sink) == []
-    s.publisher.answer("XRANGE", [entry("1-0"), entry("2-0")])
-    assert ids(sink) == ["2-0", "3-0"]
+    s.publisher.answer("XRANGE", [entry("0-5"), entry("1-0"), entry("2-0")])
+    assert ids(sink) == ["1-0", "2-0", "3-0"]
     s.read(entry("4-0"))
-    assert ids(sink) == ["2-0", "3-0", "4-0"]
+    assert ids(sink) == ["1-0", "2-0", "3-0", "4-0"]
 
 
 def test_client_ahead_of_the_reader() -> None:
@@ -618,7 +619,7 @@ def test_trimmed_before_read_tells_streams_to_resync() -> None:
     s = Setup(newest="2-0")
     live = RecordingSink()
     s.hub.subscribe(live)
-    pending = resume(s, "2-0")
+    pending = resume(s, "1-5")
     s.read(entry("3-0"))
     s.read(oldest="9-0")
     assert [(e.type, e.data, e.last_event_id) for e in live.parsed().events] == [
@@ -626,6 +627,8 @@ def test_trimmed_before_read_tells_streams_to_resync() -> None:
         ("resync", '{"lastEventId": "2-0"}', "3-0"),
     ]
     assert [e.type for e in pending.parsed().events] == ["resync"]
+    assert ids(resume(s, "3-0")) == []  # what was read before is forgotten
+    assert s.publisher.sent[-1][0][0] == "XRANGE"
     s.read(entry("9-0"), oldest="9-0")
     assert ids(live)[-1] == "9-0"
     assert ids(pending)[-1] == "9-0"
@@ -696,3 +699,36 @@ def test_stop_closes_both_connections() -> None:
 )
 def test_parse_entry_id(text: str, parsed: Any) -> None:
     assert parse_entry_id(text) == parsed
+
+
+def test_resume_after_a_recent_entry_is_replayed_from_memory() -> None:
+    """
+    A client that resumes after one of the newest entries the reader has
+    read (such as every client after a restart) is replayed at once, from
+    the entries kept, for its topics only, and joins the fan-out: no round
+    trip to Redis, nothing missed or doubled after.
+    """
+    s = Setup(newest="1-0")
+    s.read(entry("2-0", topic="a"), entry("3-0", topic="b"), entry("4-0", topic="a"))
+    sent = len(s.publisher.sent)
+    sink = resume(s, "2-0", ("a",))
+    assert len(s.publisher.sent) == sent
+    assert ids(sink) == ["4-0"]
+    s.read(entry("5-0", topic="a"))
+    assert ids(sink) == ["4-0", "5-0"]
+
+
+def test_recent_entries_are_those_the_stream_keeps() -> None:
+    """
+    Only as many entries as C{--history} are replayed from memory: a resume
+    after an older one is Redis's to answer (a resync if it was trimmed), as
+    on any other process.
+    """
+    reader = FakeConnection()
+    log = RedisLog(FakeConnection(), reader, Clock(), "ssedemo", 2)  # type: ignore[arg-type]
+    log.startService()
+    reader.answer("XREVRANGE", [entry("3-0"), entry("2-0"), entry("1-0")])
+    written: list[bytes] = []
+    assert log.replay("2-0", {"default"}, written.append) is True
+    assert [e.last_event_id for e in parse(b"".join(written)).events] == ["3-0"]
+    assert isinstance(log.replay("1-0", {"default"}, written.append), Deferred)

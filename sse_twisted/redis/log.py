@@ -56,6 +56,7 @@ from sse_twisted.redis.client import (
     RedisConnection,
     RedisError,
 )
+from sse_twisted.redis.recent import RECENT, EntryId, RecentEntries
 from sse_twisted.redis.retained import publish_keyed, read_snapshot
 from sse_twisted.retained import DEFAULT_MAX_KEYS
 
@@ -73,9 +74,6 @@ HOLD_TIMEOUT = 5.0
 Seconds a stream waits for the log to be readable before its client is
 told to retry.
 """
-
-EntryId = tuple[int, int]
-"""A stream entry id, C{<milliseconds>-<sequence>}, as numbers that compare."""
 
 
 def parse_entry_id(text: str) -> EntryId | None:
@@ -207,6 +205,7 @@ class RedisLog(Service):
         self._last_id: str | None = None
         self._checked_from: EntryId | None = None
         self._resumptions: list[_Resumption] = []
+        self._recent = RecentEntries(min(RECENT, history))
         self._retry: IDelayedCall | None = None
         self.skipped = 0
         """How many entries were skipped because they cannot be sent."""
@@ -386,10 +385,12 @@ class RedisLog(Service):
         topics: Collection[str],
         write: Callable[[bytes], object],
         exact: bool = True,
-    ) -> Deferred[bool]:
+    ) -> bool | Deferred[bool]:
         """
         Write the events of C{topics} after the entry C{after}, then those
         the reader reads meanwhile, until the reader has passed them all.
+        When C{after} is one of the newest entries the reader has read, this
+        happens at once, from memory, and C{True} is returned.
 
         @param exact: Whether C{after} must be an entry of the stream; if
             not, it is a position (C{""} for the stream's start), and the
@@ -404,6 +405,12 @@ class RedisLog(Service):
         key = parse_entry_id(after)
         if key is None:
             return succeed(False)
+        newer = self._recent.after(key) if exact and self.readable else None
+        if newer is not None:
+            for record in newer:
+                if record.topic in topics:
+                    write(record.wire)
+            return True
 
         def forget(_: Deferred[bool]) -> None:
             if resumption in self._resumptions:
@@ -581,7 +588,7 @@ class RedisLog(Service):
             return
         self._wake()
         if self._position is None:
-            newest = reader.execute("XREVRANGE", self._key, "+", "-", "COUNT", 1)
+            newest = reader.execute("XREVRANGE", self._key, "+", "-", "COUNT", RECENT)
             newest.addCallbacks(self._positioned, self._read_failed)
             return
         if reader.generation != self._generation and self._position != (0, 0):
@@ -609,7 +616,17 @@ class RedisLog(Service):
         batch.addCallbacks(self._read, self._read_failed)
 
     def _positioned(self, newest: list[Any]) -> None:
+        """
+        The reader knows where the stream ends: after C{newest}, its newest
+        entries, newest first, which are kept for resumes (L{RecentEntries}).
+        """
         self._generation = self._reader.generation
+        self._recent.clear()
+        self._recent.extend(
+            (key, self._record(_text(raw_id), fields, count=False))
+            for raw_id, fields in reversed(newest)
+            if (key := parse_entry_id(_text(raw_id))) is not None
+        )
         if newest:
             self._last_id = _text(newest[0][0])
             self._position = parse_entry_id(self._last_id)
@@ -654,8 +671,10 @@ class RedisLog(Service):
     def _resync(self, after: str) -> None:
         """
         Tell every stream, pending replays included, that events after
-        C{after} may be missing.
+        C{after} may be missing; forget the newest entries kept, which the
+        next ones read may not follow.
         """
+        self._recent.clear()
         if self._listener is not None:
             self._listener.resync(after)
         for resumption in list(self._resumptions):
@@ -707,6 +726,7 @@ class RedisLog(Service):
         record = self._record(entry_id, fields, count=True)
         self._position = key
         self._last_id = entry_id
+        self._recent.add(key, record)
         if record is not None and self._listener is not None:
             self._listener.deliver(record)
         for resumption in list(self._resumptions):
