@@ -34,6 +34,7 @@ from sse_twisted.log import (
     Snapshot,
 )
 from sse_twisted.observer import Observer
+from sse_twisted.ops.throttle import LogSummary
 
 DEFAULT_TOPIC = "default"
 """The topic of streams that name none, and of the demo's messages."""
@@ -251,6 +252,8 @@ class Hub:
         self._last_delivery: dict[str, float] = {}
         self._opened = self._closed = 0
         self._report: IDelayedCall | None = None
+        self._resyncs = LogSummary(clock, self._log_resyncs)
+        self._resynced_after = ""
 
     @property
     def clock(self) -> IReactorTime:
@@ -596,12 +599,21 @@ class Hub:
         return self._snapshot(sink, topics) if snapshot else None
 
     def _tell_resync(self, sink: EventSink, last_event_id: str) -> None:
+        self._resynced_after = last_event_id
+        self._resyncs.add()
+        sink.write(self._resync_event(last_event_id))
+
+    def _log_resyncs(self, count: int) -> None:
+        """
+        One line for the streams told to resync since the last one: after a
+        restart of a server with an in-memory log, that is every client.
+        """
         self.log.info(
-            "cannot resume after {id}: sending {event}",
-            id=last_event_id,
+            "cannot resume {count} streams (the last after {id}): sent {event}",
+            count=count,
+            id=self._resynced_after,
             event=RESYNC_EVENT,
         )
-        sink.write(self._resync_event(last_event_id))
 
     def _resync_event(self, last_event_id: str) -> bytes:
         return encode_event(

@@ -96,6 +96,26 @@ def test_opens_and_closes_are_logged_once_per_turn() -> None:
     ]
 
 
+def test_resyncs_are_logged_in_sum() -> None:
+    """
+    Streams told to resync (after a restart with an in-memory log: every
+    client at once) make one log line a turn, a second apart at most, not
+    one line each.
+    """
+    hub, clock = make_hub()
+    with capturedLogs() as events:
+        for n in range(500):
+            hub.subscribe(FakeSink(), last_event_id=f"old-{n}")
+        clock.advance(0)
+        hub.subscribe(FakeSink(), last_event_id="older")
+        clock.advance(1)
+    lines = [formatEvent(e) for e in events if "resume" in formatEvent(e)]
+    assert lines == [
+        "cannot resume 500 streams (the last after old-499): sent resync",
+        "cannot resume 1 streams (the last after older): sent resync",
+    ]
+
+
 def test_failing_write_does_not_affect_others() -> None:
     """
     A stream whose write raises is dropped; the others still get the event.
