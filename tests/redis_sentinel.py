@@ -108,6 +108,18 @@ class ReplicatedRedis:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
         return f"{scheme}://{hosts}/{MASTER_NAME}/0"
 
+    def named_master(self) -> RedisServer | None:
+        """
+        @return: The server every sentinel names as the master now, if they
+            agree on one of this set's servers; else C{None}.
+        """
+        named = {s.master() for s in self.sentinels}
+        if len(named) != 1 or None in named:
+            return None
+        [(_, port)] = named
+        servers = [self.master, *self.replicas]
+        return next((r for r in servers if r.port == port), None)
+
     def promoted(self, old_port: int) -> RedisServer:
         """
         Wait (bounded) until every sentinel names a new master, and that

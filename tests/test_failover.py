@@ -84,11 +84,17 @@ def fail_over(redis: ReplicatedRedis, publisher: Publisher) -> None:
     redis.wait_for(
         lambda: old.cli("ROLE").startswith("slave"), "the old master a replica"
     )
-    try:
-        redis.wait_for(
-            lambda: f"port={old.port},state=online" in new.cli("INFO", "replication"),
-            "the old master replicating",
+    # Ask the sentinels at each look: they may fail over once more (a
+    # replica that was stopped a moment ago can be judged down meanwhile).
+
+    def replicating() -> bool:
+        master = redis.named_master()
+        return master is not None and (
+            f"port={old.port},state=online" in master.cli("INFO", "replication")
         )
+
+    try:
+        redis.wait_for(replicating, "the old master replicating")
     except AssertionError as e:
         raise AssertionError(
             f"{e}: {new.cli('INFO', 'replication')} / {old.cli('ROLE')}"
