@@ -47,6 +47,9 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#define PROGRAM "loadgen"
+#include "benchlib.h"
+
 #define GOTCHA "Gotcha"
 #define CHANGED "Something changed"
 /* Bytes kept from one read to the next: the longest marker, less one. */
@@ -108,27 +111,6 @@ static char post_status[STATUS_LEN];
 static size_t post_status_len;
 
 static int stdin_seen; /* the runner said "go on" (or went away) */
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-           ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
-static void die(const char *what)
-{
-    perror(what);
-    exit(2);
-}
 
 static struct sockaddr_in server_address(void)
 {
@@ -504,40 +486,6 @@ static double time_publish(long k)
     if (got < STATUS_LEN || memcmp(buf, "HTTP/1.1 200", STATUS_LEN) != 0)
         return -1;
     return t;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted v[0..n); NAN when empty. */
-static double percentile(const double *v, long n, double p)
-{
-    if (n == 0)
-        return NAN;
-    long k = (long)ceil(p / 100 * n);
-    return v[k < 1 ? 0 : k - 1];
-}
-
-static void json_number(const char *name, double x, const char *sep)
-{
-    if (isfinite(x))
-        printf("\"%s\": %.6g%s", name, x, sep);
-    else
-        printf("\"%s\": null%s", name, sep);
-}
-
-static long parse_long(const char *s, long lo, long hi, const char *name)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "loadgen: %s must be between %ld and %ld\n", name, lo, hi);
-        exit(2);
-    }
-    return v;
 }
 
 static void parse_args(int argc, char **argv)

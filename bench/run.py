@@ -115,11 +115,13 @@ class BenchError(Exception):
 def build_loadgen(source: Path = LOADGEN_SOURCE, binary: Path = LOADGEN) -> Path:
     """
     Compile the loadgen (or another of the C programs here) unless the
-    binary is newer than its source. The binary is written under a
-    temporary name and renamed, so that two runs at once never see half a
-    file.
+    binary is newer than its source and the header they share. The binary
+    is written under a temporary name and renamed, so that two runs at once
+    never see half a file.
     """
-    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+    sources = [source, BENCH / "benchlib.h"]
+    newest = max(path.stat().st_mtime for path in sources)
+    if binary.exists() and binary.stat().st_mtime >= newest:
         return binary
     binary.parent.mkdir(parents=True, exist_ok=True)
     partial = binary.with_name(f".{binary.name}-{os.getpid()}")

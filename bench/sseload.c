@@ -69,6 +69,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PROGRAM "sseload"
+#include "benchlib.h"
+
 #define LINE_MAX_LEN 256
 #define MAX_PAD 8192 /* the most filler bytes --pad adds to an event's data */
 #define ID_LEN 64
@@ -133,27 +136,6 @@ static char **seq_ids; /* the id first seen for each number */
 static char in_buf[512];
 static size_t in_len;
 static int in_eof;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-           ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
-static void die(const char *what)
-{
-    perror(what);
-    exit(2);
-}
 
 static struct sockaddr_in server_address(void)
 {
@@ -697,28 +679,6 @@ static void connect_all(long n, double deadline)
             drop(i, &err.connect_timeout);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double percentile(const double *v, long n, double p)
-{
-    if (n == 0)
-        return NAN;
-    long k = (long)ceil(p / 100 * n);
-    return v[k < 1 ? 0 : k - 1];
-}
-
-static void json_number(const char *name, double x, const char *sep)
-{
-    if (isfinite(x))
-        printf("\"%s\": %.6g%s", name, x, sep);
-    else
-        printf("\"%s\": null%s", name, sep);
-}
-
 static long error_total(void)
 {
     return err.connect + err.http + err.connect_timeout + err.disconnect +
@@ -1055,18 +1015,6 @@ static int ticker(void)
     json_number("loadgen_cpu_s", cpu1 - cpu0, ", ");
     json_errors();
     return 0;
-}
-
-static long parse_long(const char *s, long lo, long hi, const char *name)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "sseload: %s must be between %ld and %ld\n", name, lo,
-                hi);
-        exit(2);
-    }
-    return v;
 }
 
 static void usage(void)
