@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Collection, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from time import perf_counter
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -59,6 +59,21 @@ The event type sent to a resuming client whose C{Last-Event-ID} is not in
 the history any more (or never was): events may have been missed, and the
 application should fetch its state afresh. Its data is a JSON object with
 the C{lastEventId} the client sent.
+"""
+
+RETURN_CROWD = 50
+"""
+Clients resuming within L{RETURN_WINDOW} that make a crowd (1,000 a
+second): the sign of a restart, after which every client comes back at once.
+"""
+
+RETURN_WINDOW = 0.05
+"""The window, in seconds, in which resuming clients are counted."""
+
+RETURN_HOLD = 0.5
+"""
+The longest time, in seconds, a live event is held while a crowd of clients
+comes back (see L{Hub}).
 """
 
 SNAPSHOT_EVENT = "snapshot"
@@ -179,6 +194,36 @@ def _then(result: T | Deferred[T], then: Callable[[T], Any]) -> Any:
     return then(result)
 
 
+class _Run(NamedTuple):
+    """
+    Held events written in one: of one topic, and with the conflation key
+    of the one event if it has one.
+    """
+
+    topic: str
+    wire: bytes
+    conflate: Hashable | None
+    events: int
+
+
+def _runs(held: Iterable[_Held]) -> Iterator[_Run]:
+    """
+    @return: Held events as writes, in order: those in a row of one topic
+        without a conflation key joined in one.
+    """
+    run: list[_Held] = []
+    for event in held:
+        if run and (event.conflate is not None or event.topic != run[0].topic):
+            yield _Run(run[0].topic, b"".join(e.wire for e in run), None, len(run))
+            run = []
+        if event.conflate is None:
+            run.append(event)
+        else:
+            yield _Run(event.topic, event.wire, event.conflate, 1)
+    if run:
+        yield _Run(run[0].topic, b"".join(e.wire for e in run), None, len(run))
+
+
 @dataclass(frozen=True)
 class Receipt:
     """
@@ -191,6 +236,51 @@ class Receipt:
 
     id: str
     delivered: int | None
+
+
+@dataclass(slots=True)
+class _Held:
+    """
+    A live event held while a crowd of clients comes back.
+    """
+
+    topic: str
+    wire: bytes
+    conflate: Hashable | None
+
+
+class _ReturnCount:
+    """
+    Counts resuming clients in windows of L{RETURN_WINDOW} seconds: a crowd
+    is L{RETURN_CROWD} of them in the current window or the one before.
+    """
+
+    __slots__ = ("_count", "_previous", "_since")
+
+    def __init__(self) -> None:
+        self._since = float("-inf")
+        self._count = self._previous = 0
+
+    def add(self, now: float) -> None:
+        """
+        Count one client resuming at C{now}.
+        """
+        self._roll(now)
+        self._count += 1
+
+    def crowded(self, now: float) -> bool:
+        """
+        @return: Whether a crowd is coming back at C{now}.
+        """
+        self._roll(now)
+        return self._count + self._previous >= RETURN_CROWD
+
+    def _roll(self, now: float) -> None:
+        elapsed = now - self._since
+        if elapsed >= RETURN_WINDOW:
+            self._previous = self._count if elapsed < 2 * RETURN_WINDOW else 0
+            self._count = 0
+            self._since = now
 
 
 @dataclass(slots=True)
@@ -214,6 +304,14 @@ class _Resuming:
 class Hub:
     """
     The registry of open streams and the fan-out of events to them.
+
+    While a crowd of clients comes back at once (L{RETURN_CROWD} resuming
+    within L{RETURN_WINDOW}, as after a restart), live events are held, for
+    L{RETURN_HOLD} seconds at most, and then written together: one write
+    per stream instead of one per event, so that the work of coming back is
+    not shared with a fan-out to streams that are only half there. Nothing
+    is lost or reordered: a stream that opens meanwhile has the held events
+    in its replay, or gets them when they are let go, after those it had.
     """
 
     log = Logger()
@@ -254,6 +352,15 @@ class Hub:
         self._report: IDelayedCall | None = None
         self._resyncs = LogSummary(clock, self._log_resyncs)
         self._resynced_after = ""
+        self._returning = _ReturnCount()
+        self._held: list[_Held] = []
+        self._held_since = 0.0
+        self._release: IDelayedCall | None = None
+        # Streams opened while events are held, with how many held events
+        # they have had (in their replay), out of the topics' groups until
+        # the held events are let go; and how many of them each topic has.
+        self._joining: dict[EventSink, int] = {}
+        self._joining_topics: dict[str, int] = {}
 
     @property
     def clock(self) -> IReactorTime:
@@ -310,6 +417,7 @@ class Hub:
         wanted = frozenset(topics)
         started: Any = None
         if last_event_id:
+            self._returning.add(self._clock.seconds())
             started = _then(
                 self._events.replay(last_event_id, wanted, sink.write),
                 partial(self._replayed, sink, wanted, last_event_id, snapshot),
@@ -390,12 +498,22 @@ class Hub:
 
     def _register(self, sink: EventSink, topics: tuple[str, ...]) -> None:
         self._subscriptions[sink] = _Subscription(topics, self._clock.seconds())
+        if self._held:
+            # It has every event held so far; those held later it gets when
+            # they are let go, as it joins the groups.
+            self._joining[sink] = len(self._held)
+            for topic in topics:
+                self._joining_topics[topic] = self._joining_topics.get(topic, 0) + 1
+        else:
+            self._join(sink, topics)
+        self._note(opened=1)
+
+    def _join(self, sink: EventSink, topics: Iterable[str]) -> None:
         for topic in topics:
             group = self._subscribers.get(topic)
             if group is None:
                 group = self._subscribers[topic] = self._groups()
             group.add(sink)
-        self._note(opened=1)
 
     def unsubscribe(self, sink: EventSink) -> None:
         """
@@ -410,7 +528,11 @@ class Hub:
         subscription = self._subscriptions.pop(sink, None)
         if subscription is None:
             return
+        joining = self._joining.pop(sink, None) is not None
         for topic in subscription.topics:
+            if joining:
+                self._joining_topics[topic] -= 1
+                continue
             sinks = self._subscribers[topic]
             sinks.discard(sink)
             if not sinks:
@@ -526,6 +648,7 @@ class Hub:
         @param farewell: Makes the last bytes for each stream, such as a
             C{retry:} field; by default nothing.
         """
+        self.release_held()
         for sink in [*self._subscriptions, *self._resuming]:
             self.unsubscribe(sink)
             sink.close(farewell())
@@ -556,6 +679,22 @@ class Hub:
     def _deliver(
         self, topic: str, wire: bytes, conflate: Hashable | None = None
     ) -> int:
+        if self._held or self._returning.crowded(self._clock.seconds()):
+            return self._hold(_Held(topic, wire, conflate))
+        return self._fan_out(topic, wire, conflate)
+
+    def _fan_out(
+        self,
+        topic: str,
+        wire: bytes,
+        conflate: Hashable | None = None,
+        events: int = 1,
+    ) -> int:
+        """
+        Write C{wire}, C{events} events, to the streams of C{topic}.
+
+        @return: To how many streams.
+        """
         group = self._subscribers.get(topic)
         if not group:
             return 0
@@ -568,8 +707,76 @@ class Hub:
             self.unsubscribe(sink)
         delivered = count - len(failed)
         if observer is not None:
-            observer.fanned_out(delivered, perf_counter() - started)
+            observer.fanned_out(delivered * events, perf_counter() - started)
         return delivered
+
+    def _hold(self, held: _Held) -> int:
+        """
+        Hold a live event while a crowd comes back.
+
+        @return: How many streams it is for.
+        """
+        if not self._held:
+            self._held_since = self._clock.seconds()
+            self._release = self._clock.callLater(RETURN_WINDOW, self._maybe_release)
+        self._held.append(held)
+        group = self._subscribers.get(held.topic)
+        return (len(group) if group else 0) + self._joining_topics.get(held.topic, 0)
+
+    def _maybe_release(self) -> None:
+        self._release = None
+        now = self._clock.seconds()
+        left = self._held_since + RETURN_HOLD - now
+        if left > 0 and self._returning.crowded(now):
+            self._release = self._clock.callLater(
+                min(RETURN_WINDOW, left), self._maybe_release
+            )
+        else:
+            self.release_held()
+
+    def release_held(self) -> None:
+        """
+        Write the live events held while a crowd came back (see L{Hub}), in
+        order: those of one topic in a row in one write to its streams; and
+        to each stream opened meanwhile, those it does not have yet. Then
+        those streams join the fan-out.
+        """
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        held, self._held = self._held, []
+        joining, self._joining = self._joining, {}
+        self._joining_topics.clear()
+        for run in _runs(held):
+            self._fan_out(*run)
+        started = perf_counter()
+        delivered = 0
+        for sink, had in joining.items():
+            subscription = self._subscriptions.get(sink)
+            if subscription is None:
+                continue  # gone while the others were written
+            topics = subscription.topics
+            try:
+                for run in _runs(h for h in held[had:] if h.topic in topics):
+                    if run.conflate is None:
+                        sink.write(run.wire)
+                    else:
+                        sink.write(run.wire, run.conflate)
+                    delivered += run.events
+            except Exception:
+                self.log.failure("dropping a stream that failed a write")
+                self.unsubscribe(sink)
+                continue
+            self._join(sink, topics)
+        if delivered and self._observer is not None:
+            self._observer.fanned_out(delivered, perf_counter() - started)
+        if held:
+            self.log.info(
+                "{count} live events held {seconds:.2f} s while a crowd of"
+                " clients came back",
+                count=len(held),
+                seconds=self._clock.seconds() - self._held_since,
+            )
 
     def resync(self, last_event_id: str) -> None:
         """
@@ -579,6 +786,7 @@ class Hub:
 
         @param last_event_id: The id after which events may be missing.
         """
+        self.release_held()
         wire = self._resync_event(last_event_id)
         for sink in list(self._subscriptions):
             sink.write(wire)
