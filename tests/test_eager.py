@@ -389,3 +389,105 @@ def test_binding_a_taken_port_fails(reactor: Any) -> None:
         port = taken.getsockname()[1]
         with pytest.raises(OSError):
             EagerTCPServerEndpoint(reactor, port, interface="127.0.0.1").bind()
+
+
+class FirstBytes(Protocol):
+    """
+    The server end for the first-read tests: keeps what it receives and
+    how it ended.
+    """
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.reason: Failure | None = None
+        self.lost: defer.Deferred[None] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.reason = reason
+        self.lost.callback(None)
+
+
+def listening_port(reactor: Any) -> tuple[EagerPort, list[FirstBytes]]:
+    """
+    An eager port on 127.0.0.1 whose connections are L{FirstBytes}, not
+    watched by the reactor: the tests accept by calling its C{doRead}.
+    """
+    made: list[FirstBytes] = []
+
+    def build() -> FirstBytes:
+        made.append(FirstBytes())
+        return made[-1]
+
+    port = EagerPort(
+        0, Factory.forProtocol(build), interface="127.0.0.1", reactor=reactor
+    )
+    port.startListening()
+    port.stopReading()
+    return port, made
+
+
+def accept(port: EagerPort, made: list[FirstBytes], count: int) -> None:
+    """
+    Accept until C{count} connections are made (a bounded number of tries).
+    """
+    for _ in range(100):
+        port.doRead()
+        if len(made) >= count:
+            return
+    raise AssertionError(f"{len(made)} accepted, not {count}")
+
+
+@pytest_twisted.inlineCallbacks
+def test_request_sent_with_the_connect_is_read_when_accepted(
+    reactor: Any,
+) -> Generator[Any, Any, None]:
+    """
+    Bytes that arrived before the connection was accepted reach the
+    protocol in the same step as the accept, without a turn of the event
+    loop; a connection that sent nothing yet is left to the reactor.
+    """
+    port, made = listening_port(reactor)
+    address = ("127.0.0.1", port.getHost().port)
+    talker = socket.create_connection(address)
+    quiet = socket.create_connection(address)
+    talker.sendall(b"GET /sse HTTP/1.1\r\n\r\n")
+    accept(port, made, 2)
+    assert sorted(p.received for p in made) == [b"", b"GET /sse HTTP/1.1\r\n\r\n"]
+    assert all(p.reason is None for p in made)
+    talker.close()
+    quiet.close()
+    for protocol in made:
+        yield protocol.lost.addTimeout(TIMEOUT, reactor)
+    yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_client_gone_before_the_accept_is_reported_lost(
+    reactor: Any,
+) -> Generator[Any, Any, None]:
+    """
+    A client that connected and closed before being accepted is reported
+    lost in the step that accepts it, as the reactor would report it; one
+    that sent bytes first has them read, then its end reported by the
+    reactor.
+    """
+    port, made = listening_port(reactor)
+    address = ("127.0.0.1", port.getHost().port)
+    with socket.create_connection(address) as silent:
+        silent.shutdown(socket.SHUT_WR)
+        accept(port, made, 1)
+    [protocol] = made
+    assert protocol.lost.called
+    assert protocol.received == b""
+    assert protocol.reason is not None
+    assert protocol.reason.check(ConnectionDone, ConnectionLost)
+    with socket.create_connection(address) as client:
+        client.sendall(b"bye")
+        client.shutdown(socket.SHUT_WR)
+        accept(port, made, 2)
+    assert made[1].received == b"bye"
+    yield made[1].lost.addTimeout(TIMEOUT, reactor)
+    yield port.stopListening()

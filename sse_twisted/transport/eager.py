@@ -8,7 +8,9 @@ server that writes one small event to thousands of connections, that is two
 extra C{epoll_ctl} calls and one more dispatch per delivery, about three
 quarters of the cost. An eager connection tries C{send()} first and falls back
 to Twisted's normal path for whatever the kernel did not take, and whenever
-anything is already queued, so bytes are never reordered.
+anything is already queued, so bytes are never reordered. And a connection is
+read from as soon as it is accepted: its request has usually arrived by then,
+and is answered in the same turn of the event loop.
 
 Use it as C{eagertcp:PORT[:backlog=N][:interface=ADDR]}, the same arguments
 as C{tcp:}, or as C{eagersystemd:domain=INET:index=N} (or C{name=NAME}), the
@@ -38,10 +40,13 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
     IStreamServerEndpointStringParser,
 )
+from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sse_twisted.transport.limits import SparingPort, bind_listening
+
+_log = Logger()
 
 
 class DirectLease(Protocol):
@@ -82,6 +87,19 @@ class EagerServer(tcp.Server):
     _peer: IAddress | None = None
     _held: list[bytes] | None = None
     _lease: DirectLease | None = None
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: Any,
+        client: Any,
+        server: tcp.Port,
+        sessionno: int,
+        reactor: Any,
+    ) -> None:
+        super().__init__(sock, protocol, client, server, sessionno, reactor)
+        if isinstance(server, EagerPort):
+            server.accepted.append(self)
 
     def doRead(self) -> Any:
         self._held = []
@@ -199,6 +217,35 @@ class EagerPort(SparingPort):
     bound to one address; C{None} for a wildcard bind (C{0.0.0.0}, C{::}),
     where each connection's depends on the interface it came in by.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.accepted: list[EagerServer] = []
+        """The connections accepted in this turn, not read from yet."""
+
+    def doRead(self) -> None:
+        """
+        Accept the waiting connections, then read from each at once: a
+        client speaks first, and its request has usually arrived by then,
+        so it is handled in this turn of the event loop, without waiting
+        for the reactor to report it readable (a connection whose request
+        has not arrived yet is read when it has, as usual).
+        """
+        super().doRead()
+        accepted, self.accepted = self.accepted, []
+        disconnect = getattr(self.reactor, "_disconnectSelectable", None)
+        if disconnect is None:
+            return
+        for connection in accepted:
+            if not connection.connected or connection.disconnecting:
+                continue
+            try:
+                why = connection.doRead()
+            except BaseException as e:
+                _log.failure("reading a new connection")
+                why = e
+            if why:
+                disconnect(connection, why, True)
 
     def startListening(self) -> None:
         super().startListening()
