@@ -20,6 +20,7 @@ import pytest_twisted
 from redis_server import RedisServer, running_redis
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from twisted.internet.task import deferLater
+from twisted.logger import capturedLogs, formatEvent
 
 from sse_twisted.hub import Hub
 from sse_twisted.log import Rewind
@@ -314,6 +315,54 @@ def test_streams_starting_on_two_instances_among_publishes(
                 reactor, lambda s=sink, t=topics: _complete(s, entries, t), "caught up"
             )
             _check(sink, entries, topics)
+    finally:
+        yield a.stop()
+        yield b.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_crowd_resuming_among_publishes_gets_every_event_once(
+    reactor: Any, redis_server: RedisServer
+) -> Any:
+    """
+    200 streams resume at once on two instances, a crowd coming back (live
+    events are held, then let go), while both instances publish: each
+    stream gets exactly the entries after its C{Last-Event-ID}, in order,
+    each once.
+    """
+    a, b = Instance(reactor, redis_server), Instance(reactor, redis_server)
+    rng = random.Random(7)
+    try:
+        yield from ready(reactor, a, b)
+        earlier = []
+        for n in range(20):
+            earlier.append((yield a.publish(f"before {n}", topic="x")))
+
+        async def publisher(instance: Instance, count: int) -> None:
+            for n in range(count):
+                await instance.publish(str(n), topic="x")
+
+        with capturedLogs() as logged:
+            publishing = [ensureDeferred(publisher(i, 100)) for i in (a, b)]
+            sinks = []
+            for n in range(200):
+                after = rng.choice(earlier)
+                sinks.append(((a, b)[n % 2].stream("x", last_event_id=after), after))
+            yield gatherResults(publishing)
+            newest = max(_order(i) for i, _, _ in _entries(redis_server))
+            for sink, _ in sinks:
+                yield until(
+                    reactor,
+                    lambda s=sink: any(
+                        _order(e.last_event_id) == newest for e in s.parsed().events
+                    ),
+                    "caught up",
+                )
+        assert any("held" in formatEvent(e) for e in logged)
+        entries = [i for i, topic, _ in _entries(redis_server) if topic == "x"]
+        for sink, after in sinks:
+            ids = [e.last_event_id for e in sink.parsed().events]
+            assert ids == entries[entries.index(after) + 1 :]
     finally:
         yield a.stop()
         yield b.stop()
