@@ -73,7 +73,7 @@ RETURN_WINDOW = 0.05
 RETURN_HOLD = 0.5
 """
 The longest time, in seconds, a live event is held while a crowd of clients
-comes back (see L{Hub}).
+comes back (see L{Hub}), unless the hub is given another.
 """
 
 SNAPSHOT_EVENT = "snapshot"
@@ -307,7 +307,7 @@ class Hub:
 
     While a crowd of clients comes back at once (L{RETURN_CROWD} resuming
     within L{RETURN_WINDOW}, as after a restart), live events are held, for
-    L{RETURN_HOLD} seconds at most, and then written together: one write
+    L{RETURN_HOLD} seconds at most by default, and then written together: one write
     per stream instead of one per event, so that the work of coming back is
     not shared with a fan-out to streams that are only half there. Nothing
     is lost or reordered: a stream that opens meanwhile has the held events
@@ -324,6 +324,7 @@ class Hub:
         groups: Callable[[], SinkGroup] = SinkSet,
         conflated: Callable[[str], bool] | None = None,
         unavailable: Callable[[], bytes] = bytes,
+        crowd_hold: float = RETURN_HOLD,
     ) -> None:
         """
         @param clock: The source of time, for keep-alive bookkeeping.
@@ -337,6 +338,8 @@ class Hub:
         @param unavailable: Makes the last bytes of a stream that could not
             be served because the log could not be read in time, such as
             a jittered C{retry:} field; by default nothing.
+        @param crowd_hold: The longest time, in seconds, live events are
+            held while a crowd of clients comes back; C{0} holds none.
         """
         self._clock = clock
         self._observer = observer
@@ -353,6 +356,7 @@ class Hub:
         self._resyncs = LogSummary(clock, self._log_resyncs)
         self._resynced_after = ""
         self._returning = _ReturnCount()
+        self._crowd_hold = crowd_hold
         self._held: list[_Held] = []
         self._held_since = 0.0
         self._release: IDelayedCall | None = None
@@ -679,7 +683,9 @@ class Hub:
     def _deliver(
         self, topic: str, wire: bytes, conflate: Hashable | None = None
     ) -> int:
-        if self._held or self._returning.crowded(self._clock.seconds()):
+        if self._held or (
+            self._crowd_hold and self._returning.crowded(self._clock.seconds())
+        ):
             return self._hold(_Held(topic, wire, conflate))
         return self._fan_out(topic, wire, conflate)
 
@@ -726,7 +732,7 @@ class Hub:
     def _maybe_release(self) -> None:
         self._release = None
         now = self._clock.seconds()
-        left = self._held_since + RETURN_HOLD - now
+        left = self._held_since + self._crowd_hold - now
         if left > 0 and self._returning.crowded(now):
             self._release = self._clock.callLater(
                 min(RETURN_WINDOW, left), self._maybe_release
@@ -772,10 +778,12 @@ class Hub:
             self._observer.fanned_out(delivered, perf_counter() - started)
         if held:
             self.log.info(
-                "{count} live events held {seconds:.2f} s while a crowd of"
+                "{count} live events held {seconds} s while a crowd of"
                 " clients came back",
                 count=len(held),
-                seconds=self._clock.seconds() - self._held_since,
+                # Formatted here: a worker's log reaches its parent as JSON,
+                # which keeps the value, not the format.
+                seconds=f"{self._clock.seconds() - self._held_since:.2f}",
             )
 
     def resync(self, last_event_id: str) -> None:

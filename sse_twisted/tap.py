@@ -24,7 +24,7 @@ from sse_twisted.auth import config as auth_config
 from sse_twisted.auth.gate import Patterns
 from sse_twisted.event import encode_jittered_retry
 from sse_twisted.fanout import choose_fanout
-from sse_twisted.hub import Hub, is_topic_name
+from sse_twisted.hub import RETURN_HOLD, Hub, is_topic_name
 from sse_twisted.log import MemoryLog
 from sse_twisted.ops import worker_metrics
 from sse_twisted.ops.jsonlog import STDOUT, JsonLog
@@ -124,6 +124,15 @@ class Options(usage.Options):
             15.0,
             "Seconds of silence on a stream after which a comment is written,"
             " so that proxies do not cut it; 0 turns it off.",
+            float,
+        ],
+        [
+            "crowd-hold",
+            None,
+            RETURN_HOLD,
+            "Seconds live events may be held, then written together, while a"
+            " crowd of clients comes back at once (1,000 resumes a second, as"
+            " after a restart); 0 turns it off.",
             float,
         ],
         ["static", None, None, "Directory served at / instead of the bundled page."],
@@ -261,6 +270,7 @@ class Options(usage.Options):
         self["ports"] = [check(port) for port in given_ports]
         _check_range(self, "heartbeat", 0, 86400)
         _check_range(self, "keepalive", 0, 86400)
+        _check_range(self, "crowd-hold", 0, 10)
         _check_range(self, "max-body", 1, 1 << 30)
         _check_range(self, "max-backlog", 1, 1 << 32)
         _check_range(self, "history", 0, _MAX_HISTORY)
@@ -477,6 +487,7 @@ def makeService(
         groups=fanout.groups,
         unavailable=lambda: encode_jittered_retry(options["retry"]),
         conflated=Patterns(options["conflate"]).covers if options["conflate"] else None,
+        crowd_hold=options["crowd-hold"],
     )
     limit = None
     if options["max-clients"]:

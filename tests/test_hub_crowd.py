@@ -6,7 +6,7 @@ Tests for the hub's hold of live events while a crowd of clients comes back
 from __future__ import annotations
 
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs, formatEvent
+from twisted.logger import capturedLogs, eventAsJSON, eventFromJSON, formatEvent
 
 from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import RETURN_CROWD, RETURN_HOLD, RETURN_WINDOW, Hub
@@ -159,8 +159,11 @@ def test_the_hold_is_logged_once_when_it_ends() -> None:
         hub.publish("2")
         hub.publish("3")
         clock.pump([RETURN_WINDOW] * 4)
-    lines = [formatEvent(e) for e in events if "held" in formatEvent(e)]
+    held = [e for e in events if "held" in formatEvent(e)]
+    lines = [formatEvent(e) for e in held]
     assert len(lines) == 1
+    # The same line from a worker, whose log reaches its parent as JSON:
+    assert formatEvent(eventFromJSON(eventAsJSON(held[0]))) == lines[0]
     assert lines[0].startswith("2 live events held 0.")
     assert lines[0].endswith("s while a crowd of clients came back")
 
@@ -198,3 +201,32 @@ def test_held_events_count_one_delivery_per_event_and_stream() -> None:
     clock.pump([RETURN_WINDOW] * 4)
     # t-1 to one; t-2 and t-3 to staying and the crowd; t-3 to the late one.
     assert observer.total == 1 + 2 * (1 + len(returning)) + 1
+
+
+def test_no_hold_when_turned_off() -> None:
+    """
+    With C{crowd_hold=0} (C{--crowd-hold 0}), events go out at once even
+    while a crowd comes back.
+    """
+    clock = Clock()
+    hub = Hub(clock, MemoryLog(1000, instance="t"), crowd_hold=0)
+    staying = Sink()
+    hub.subscribe(staying)
+    first = hub.publish("1").id
+    crowd_returns(hub, first)
+    hub.publish("2")
+    assert staying.ids() == ["t-1", "t-2"]
+
+
+def test_a_shorter_hold_ends_sooner() -> None:
+    clock = Clock()
+    hub = Hub(clock, MemoryLog(1000, instance="t"), crowd_hold=0.1)
+    staying = Sink()
+    hub.subscribe(staying)
+    first = hub.publish("1").id
+    crowd_returns(hub, first)
+    hub.publish("2")
+    for _ in range(4):
+        clock.advance(RETURN_WINDOW / 2)
+        crowd_returns(hub, first)
+    assert staying.ids() == ["t-1", "t-2"]

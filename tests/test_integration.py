@@ -27,6 +27,7 @@ from sse_twisted.app import Settings, SSEApp
 from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import Hub
 from sse_twisted.service import sse_service
+from sse_twisted.tap import DEFAULT_BACKLOG
 from sse_twisted.testing import parse
 from sse_twisted.transport.eager import EagerTCPServerEndpoint
 
@@ -152,7 +153,9 @@ def start_server(
 
     class RecordingEndpoint:
         def listen(self, factory: Any) -> defer.Deferred[IListeningPort]:
-            endpoint = EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1")
+            endpoint = EagerTCPServerEndpoint(
+                reactor, 0, backlog=DEFAULT_BACKLOG, interface="127.0.0.1"
+            )
             return endpoint.listen(factory).addCallback(
                 lambda port: listening.append(port) or port
             )
@@ -226,7 +229,7 @@ def test_one_post_reaches_two_clients(server: Server) -> Generator[Any, Any, Non
     assert json.loads(response.body)["delivered"] == 2
     for client in clients:
         yield client.wait_for(lambda c=client: CHANGED in c.data())
-        client.transport.loseConnection()
+        client.transport.loseConnection()  # type: ignore[union-attr]
 
 
 @pytest_twisted.inlineCallbacks
@@ -326,6 +329,55 @@ def test_bad_input_then_valid_post(server: Server) -> Generator[Any, Any, None]:
     assert response.status == 200
     yield client.wait_for(lambda: CHANGED in client.data())
     client.transport.loseConnection()  # type: ignore[union-attr]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_crowd_coming_back_misses_nothing(
+    server: Server,
+) -> Generator[Any, Any, None]:
+    """
+    Sixty clients come back at once with the same C{Last-Event-ID} while a
+    stream stays open, and events are published right after: every stream
+    gets every event once, in order (held while the crowd comes back).
+    """
+    staying = yield server.stream()
+    yield server.request("POST", "/publish", b'{"data": "e0"}', "application/json")
+    yield staying.wait_for(lambda: "e0" in staying.data())
+    last_id = parse(staying.body()).last_event_id
+    # Connected and asked at once, before the server's next turn: it takes
+    # them all in one, a crowd (live events are held for it).
+    request = f"GET /sse HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {last_id}\r\n\r\n"
+    returning = [RawClient(request.encode()) for _ in range(60)]
+    for client in returning:
+        with socket.create_connection(("127.0.0.1", server.port)) as connected:
+            connected.setblocking(False)
+            reactor_().adoptStreamConnection(
+                connected.fileno(),
+                socket.AF_INET,
+                Factory.forProtocol(lambda c=client: c),  # type: ignore[misc]
+            )
+    yield until(lambda: len(server.hub) == 61)
+    publishing = [
+        server.request(
+            "POST",
+            "/publish",
+            json.dumps({"data": f"e{n}"}).encode(),
+            "application/json",
+        )
+        for n in range(1, 4)
+    ]
+    answers = yield defer.gatherResults(publishing)
+    assert all(answer.status == 200 for answer in answers)
+    for client in [staying, *returning]:
+        yield client.wait_for(lambda c=client: {"e1", "e2", "e3"} <= set(c.data()))
+    # The three publishes race: the log's order is the one the open stream saw.
+    order = [d for d in staying.data() if d.startswith("e")]
+    assert order[0] == "e0"
+    assert sorted(order[1:]) == ["e1", "e2", "e3"]
+    for client in returning:
+        assert [d for d in client.data() if d.startswith("e")] == order[1:]
+        client.transport.loseConnection()  # type: ignore[union-attr]
+    staying.transport.loseConnection()  # type: ignore[union-attr]
 
 
 @pytest_twisted.inlineCallbacks

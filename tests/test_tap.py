@@ -42,6 +42,7 @@ def test_defaults() -> None:
     assert options["ports"] == ["eagertcp:8080:backlog=4096"]
     assert options["heartbeat"] == 3.0
     assert options["keepalive"] == 15.0
+    assert options["crowd-hold"] == 0.5
     assert options["max-body"] == 65536
     assert options["max-backlog"] == 1024 * 1024
     assert options["history"] == 1000
@@ -103,6 +104,9 @@ def test_tls_port_is_served_as_tcp_ports_are(port: str, description: str) -> Non
         ["--heartbeat", "-1"],
         ["--heartbeat", "nan"],
         ["--keepalive", "1e12"],
+        ["--crowd-hold", "-1"],
+        ["--crowd-hold", "nan"],
+        ["--crowd-hold", "60"],
         ["--max-body", "0"],
         ["--max-backlog", "0"],
         ["--history", "-5"],
