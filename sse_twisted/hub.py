@@ -307,11 +307,12 @@ class Hub:
 
     While a crowd of clients comes back at once (L{RETURN_CROWD} resuming
     within L{RETURN_WINDOW}, as after a restart), live events are held, for
-    L{RETURN_HOLD} seconds at most by default, and then written together: one write
-    per stream instead of one per event, so that the work of coming back is
-    not shared with a fan-out to streams that are only half there. Nothing
-    is lost or reordered: a stream that opens meanwhile has the held events
-    in its replay, or gets them when they are let go, after those it had.
+    L{RETURN_HOLD} seconds at most by default, and then written together:
+    one write per stream instead of one per event, so that the work of
+    coming back is not shared with a fan-out to streams that are only half
+    there. Nothing is lost or reordered: a stream that opens meanwhile has
+    the held events in its replay, or gets them when they are let go, after
+    those it had.
     """
 
     log = Logger()
