@@ -19,10 +19,15 @@ class Sink(RecordingSink):
         return [e.last_event_id for e in self.parsed().events]
 
 
-def make_hub() -> tuple[Hub, Clock]:
+def make_hub(crowd_hold: float = RETURN_HOLD) -> tuple[Hub, Clock]:
     clock = Clock()
     clock.advance(1000)
-    hub = Hub(clock, MemoryLog(1000, instance="t"), groups=choose_fanout().groups)
+    hub = Hub(
+        clock,
+        MemoryLog(1000, instance="t"),
+        groups=choose_fanout().groups,
+        crowd_hold=crowd_hold,
+    )
     return hub, clock
 
 
@@ -36,6 +41,21 @@ def crowd_returns(
     for sink in returning:
         hub.subscribe(sink, topics, last_event_id=after)
     return returning
+
+
+def publish_while_a_crowd_returns(hub: Hub) -> tuple[Sink, str]:
+    """
+    A stream opens and gets t-1; then a crowd comes back after t-1 and t-2
+    is published.
+
+    @return: The stream that stayed open, and t-1's id.
+    """
+    staying = Sink()
+    hub.subscribe(staying)
+    first = hub.publish("1").id
+    crowd_returns(hub, first)
+    hub.publish("2")
+    return staying, first
 
 
 def test_live_events_wait_while_a_crowd_comes_back() -> None:
@@ -75,11 +95,7 @@ def test_hold_ends_after_the_longest_hold_while_the_crowd_goes_on() -> None:
     L{RETURN_HOLD}.
     """
     hub, clock = make_hub()
-    staying = Sink()
-    hub.subscribe(staying)
-    first = hub.publish("1").id
-    crowd_returns(hub, first)
-    hub.publish("2")
+    staying, first = publish_while_a_crowd_returns(hub)
     waited = 0.0
     while staying.ids() == ["t-1"] and waited < 2 * RETURN_HOLD:
         clock.advance(RETURN_WINDOW / 2)
@@ -208,25 +224,19 @@ def test_no_hold_when_turned_off() -> None:
     With C{crowd_hold=0} (C{--crowd-hold 0}), events go out at once even
     while a crowd comes back.
     """
-    clock = Clock()
-    hub = Hub(clock, MemoryLog(1000, instance="t"), crowd_hold=0)
-    staying = Sink()
-    hub.subscribe(staying)
-    first = hub.publish("1").id
-    crowd_returns(hub, first)
-    hub.publish("2")
+    hub, _ = make_hub(crowd_hold=0)
+    staying, _ = publish_while_a_crowd_returns(hub)
     assert staying.ids() == ["t-1", "t-2"]
 
 
 def test_a_shorter_hold_ends_sooner() -> None:
-    clock = Clock()
-    hub = Hub(clock, MemoryLog(1000, instance="t"), crowd_hold=0.1)
-    staying = Sink()
-    hub.subscribe(staying)
-    first = hub.publish("1").id
-    crowd_returns(hub, first)
-    hub.publish("2")
-    for _ in range(4):
+    """
+    A hold of 0.1 s lets events go after 0.1 s, while the crowd goes on.
+    """
+    hub, clock = make_hub(crowd_hold=0.1)
+    staying, first = publish_while_a_crowd_returns(hub)
+    assert staying.ids() == ["t-1"]
+    for _ in range(5):  # 0.125 s: past 0.1, well before the default 0.5
         clock.advance(RETURN_WINDOW / 2)
         crowd_returns(hub, first)
     assert staying.ids() == ["t-1", "t-2"]
