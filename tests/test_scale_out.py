@@ -310,7 +310,14 @@ def test_clients_hop_between_instances_while_both_publish(
         hops = 0
         while (hops < 6 or any(t.is_alive() for t in publishers)) and hops < 60:
             with streams((servers[hops % 2].port, last)) as (client,):
-                time.sleep(0.1)
+                # Stay until this connection has had an event (its replay or
+                # a live one), or nothing more is coming.
+                eventually(
+                    lambda c=client: (
+                        c.events or not any(t.is_alive() for t in publishers)
+                    ),
+                    "an event on this connection",
+                )
                 events = client.events
             assert "resync" not in [e.type for e in events]
             received += [e.last_event_id for e in events]
