@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from sse_twisted.retained import DEFAULT_MAX_KEYS
 from sse_twisted.service import ListenWhenReady, PortService, sse_service
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
 from sse_twisted.transport.shared import can_share, parent_socket
+from sse_twisted.workers.child import serve
+from sse_twisted.workers.fork import WorkerMain, fork_worker
 from sse_twisted.workers.supervisor import WorkerSupervisor
 
 BUNDLED_STATIC = Path(__file__).parent / "static"
@@ -428,10 +431,32 @@ def _supervisor(options: Options, reactor: Any) -> IService:
         PortService(
             serverFromString(reactor, options["metrics"]), metrics.site()
         ).setServiceParent(parent)
+    start = partial(fork_worker, reactor, _worker_main(options.argv))
     WorkerSupervisor(
-        reactor, port, options.argv, options["workers"], metrics=metrics
+        reactor, port, start, options["workers"], metrics=metrics
     ).setServiceParent(parent)
     return parent
+
+
+def _worker_main(argv: Sequence[str]) -> WorkerMain:
+    """
+    What each worker of C{--workers N} runs: the server that the parent's
+    own arguments describe, on the socket the parent bound. The worker
+    parses them anew, so that a worker started again reads the files they
+    name (keys, tokens) again.
+    """
+
+    def main(reactor: Any) -> None:
+        options = Options(worker=True)
+        options.parseOptions(argv)
+        options["log-json"] = None  # the parent writes it, the workers' events too
+        serve(
+            reactor,
+            options["ports"][0],
+            lambda endpoint: makeService(options, reactor, endpoint),
+        )
+
+    return main
 
 
 def makeService(

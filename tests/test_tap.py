@@ -28,6 +28,7 @@ from sse_twisted.service import ListenWhenReady, StreamCloser
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
 from sse_twisted.transport.eager import EagerAdoptedEndpoint, EagerTCPServerEndpoint
 from sse_twisted.transport.tls import TLSPort
+from sse_twisted.workers.fork import fork_worker
 from sse_twisted.workers.supervisor import WorkerSupervisor
 
 
@@ -581,8 +582,8 @@ def test_one_worker_is_the_single_process() -> None:
 
 def test_workers_make_a_supervisor(tmp_path: Path) -> None:
     """
-    With C{--workers N} the service is the parent of N workers, each given
-    the same arguments; the parent writes C{--log-json} (the workers'
+    With C{--workers N} the service is the parent of N workers, each forked
+    from it; the parent writes C{--log-json} (the workers'
     events reach it), from before the workers start until they have ended.
     """
     log = str(tmp_path / "log.json")
@@ -592,7 +593,7 @@ def test_workers_make_a_supervisor(tmp_path: Path) -> None:
     json_log, supervisor = list(service)  # type: ignore[call-overload]
     assert isinstance(json_log, JsonLog)
     assert isinstance(supervisor, WorkerSupervisor)
-    assert supervisor._argv == args
+    assert supervisor._start.func is fork_worker  # type: ignore[attr-defined]
     assert supervisor._count == 3
 
 

@@ -41,7 +41,7 @@ from sse_twisted.workers.supervisor import (
 
 class FakeProcess:
     """
-    What C{spawnProcess} returns: records the signals sent to it.
+    A worker as the supervisor starts it: records the signals sent to it.
     """
 
     def __init__(self, protocol: ProcessProtocol, pid: int, **spawned: Any) -> None:
@@ -63,27 +63,18 @@ class FakeProcess:
 
 class ProcessReactor(Clock):
     """
-    A clock that spawns L{FakeProcess}es.
+    A clock that starts L{FakeProcess}es as workers.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.processes: list[FakeProcess] = []
 
-    def spawnProcess(
-        self,
-        protocol: ProcessProtocol,
-        executable: str,
-        args: list[str],
-        env: Any,
-        childFDs: dict[int, Any],  # noqa: N803
+    def start_worker(
+        self, protocol: ProcessProtocol, env: Any, child_fds: dict[int, Any]
     ) -> FakeProcess:
         process = FakeProcess(
-            protocol,
-            1000 + len(self.processes),
-            args=args,
-            env=env,
-            childFDs=childFDs,
+            protocol, 1000 + len(self.processes), env=env, childFDs=child_fds
         )
         self.processes.append(process)
         protocol.makeConnection(process)  # type: ignore[arg-type]
@@ -106,9 +97,8 @@ def started(
     supervisor = WorkerSupervisor(
         reactor,
         EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1"),  # type: ignore[arg-type]
-        ["--port", "9000", "--workers", "2"],
+        reactor.start_worker,
         2,
-        executable="/usr/bin/python3",
         observer=events.append,
     )
     supervisor.privilegedStartService()
@@ -137,20 +127,18 @@ def test_starts_the_workers_on_one_listening_socket(
     started: tuple[ProcessReactor, WorkerSupervisor],
 ) -> None:
     """
-    Each worker is the worker module run with the parent's arguments, the
-    one socket the parent bound (listening, not accepted on) as descriptor
-    3, and a pipe from the parent as standard input.
+    Each worker gets the one socket the parent bound (listening, not
+    accepted on) as descriptor 3, a pipe from the parent as standard input
+    and pipes to it as standard output and error, and the parent's
+    environment.
     """
     reactor, supervisor = started
     assert len(reactor.processes) == 2
     fds = set()
     for process in reactor.processes:
-        args, child_fds = process.spawned["args"], process.spawned["childFDs"]
-        assert args == [
-            "/usr/bin/python3",
-            *("-m", "sse_twisted.workers.child", "--port", "9000", "--workers", "2"),
-        ]
-        assert child_fds[PARENT_FD] == "w"
+        child_fds = process.spawned["childFDs"]
+        assert (child_fds[PARENT_FD], child_fds[1], child_fds[2]) == ("w", "r", "r")
+        assert process.spawned["env"]["PATH"] == os.environ["PATH"]
         fds.add(child_fds[LISTENING_FD])
     assert supervisor.pids == [1000, 1001]
     [fd] = fds
@@ -173,7 +161,7 @@ def test_a_dead_worker_is_restarted_at_once(
     reactor.advance(0)
     assert len(reactor.running()) == 2
     assert supervisor.pids == [1001, 1002]
-    assert reactor.processes[2].spawned["args"] == reactor.processes[0].spawned["args"]
+    assert reactor.processes[2].spawned == reactor.processes[0].spawned
 
 
 def test_a_worker_that_keeps_dying_is_restarted_ever_later(
@@ -286,7 +274,7 @@ def test_workers_count_in_the_metrics_directory() -> None:
     supervisor = WorkerSupervisor(
         reactor,
         EagerTCPServerEndpoint(reactor, 0, interface="127.0.0.1"),  # type: ignore[arg-type]
-        ["--workers", "2", "--metrics", "9100"],
+        reactor.start_worker,
         2,
         metrics=directory,
     )

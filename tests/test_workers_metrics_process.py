@@ -87,9 +87,14 @@ def workers_with(redis_server: RedisServer) -> Iterator[list[Workers]]:
                 os.kill(pid, signal.SIGKILL)
 
 
-def start(redis: RedisServer, started: list[Workers], *args: str) -> Workers:
+def start(
+    redis: RedisServer,
+    started: list[Workers],
+    *args: str,
+    env: dict[str, str] | None = None,
+) -> Workers:
     base = ["--redis", redis.url, "--workers", "2", "--heartbeat", "0"]
-    server = TwistdServer(args=[*base, *args])
+    server = TwistdServer(args=[*base, *args], env=env)
     started.append(Workers(server.start()))
     return started[-1]
 
@@ -106,17 +111,8 @@ def is_open(stream: socket.socket) -> bool:
         return False
 
 
-def metrics_directory(pid: int) -> Path:
-    """
-    @return: The metrics directory in worker C{pid}'s environment.
-    """
-    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    [path] = [v[25:] for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR=")]
-    return Path(path.decode())
-
-
 def test_metrics_cover_both_workers_and_survive_a_replacement(
-    redis_server: RedisServer, workers_with: list[Workers]
+    redis_server: RedisServer, workers_with: list[Workers], tmp_path: Path
 ) -> None:
     """
     The parent's one C{/metrics} sums both workers: streams opened and open,
@@ -124,10 +120,13 @@ def test_metrics_cover_both_workers_and_survive_a_replacement(
     count but the counters never go back, and its replacement adds to them.
     """
     workers = start(
-        redis_server, workers_with, "--metrics", "tcp:0:interface=127.0.0.1"
+        redis_server,
+        workers_with,
+        *("--metrics", "tcp:0:interface=127.0.0.1"),
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     killed, kept = worker_pids(workers.server.output)
-    directory = metrics_directory(killed)
+    [directory] = tmp_path.glob("ssedemo-metrics-*")
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     streams = streams_on_both_workers(workers.port, lambda: workers.server.output)
     eventually(lambda: workers.scrape()["ssedemo_streams"] == 40, "40 streams")

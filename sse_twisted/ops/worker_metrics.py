@@ -55,9 +55,13 @@ class WorkerMetrics(Metrics):
         @param interval: Seconds between two readings.
         """
         if not getattr(values.ValueClass, "_multiprocess", False):
+            # prometheus_client chose its mode when it was imported: in the
+            # parent, before the worker forked from it had this variable.
+            values.ValueClass = values.get_value_class()
+        if not getattr(values.ValueClass, "_multiprocess", False):
             log.error(
-                "{variable} was not set when prometheus_client was imported:"
-                " this worker's figures will not reach the parent",
+                "{variable} is not set: this worker's figures will not reach"
+                " the parent",
                 variable=ENVIRONMENT,
             )
         super().__init__()

@@ -1,34 +1,33 @@
 """
-One worker process of C{twistd ssedemo --workers N}.
+One worker process of C{twistd ssedemo --workers N}: what it runs once
+L{sse_twisted.workers.fork} has forked it from its parent.
 
-L{sse_twisted.workers.supervisor.WorkerSupervisor} runs it as
-C{python -m sse_twisted.workers.child ARGS}, with the parent's own C{ssedemo}
-arguments, the shared listening socket as descriptor
-L{sse_twisted.workers.supervisor.LISTENING_FD} and a pipe from the parent as standard
-input. It runs the same server as a single process, on that socket, and
-stops gracefully (ending its streams with a C{retry:}) on C{SIGTERM} or
-when the pipe says the parent is gone. It ignores C{SIGINT}: a Ctrl-C at
-the terminal reaches the parent, which stops the workers itself. It writes
-no pidfile and logs JSON lines to standard output, for the parent's log.
+It has the parent's pipe as standard input, the shared listening socket as
+descriptor L{sse_twisted.workers.supervisor.LISTENING_FD} and pipes to the
+parent as standard output and error. It runs the same server as a single
+process, built by L{sse_twisted.tap}, on that socket, and stops gracefully
+(ending its streams with a C{retry:}) on C{SIGTERM} or when the pipe says
+the parent is gone. It ignores C{SIGINT}: a Ctrl-C at the terminal reaches
+the parent, which stops the workers itself. It writes no pidfile and logs
+JSON lines to standard output, for the parent's log.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
+from twisted.application.service import IService
 from twisted.internet import fdesc
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IReadDescriptor, IStreamServerEndpoint
-from twisted.logger import globalLogBeginner, jsonFileLogObserver
-from twisted.python import usage
+from twisted.logger import globalLogPublisher, jsonFileLogObserver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from sse_twisted.tap import Options, makeService
 from sse_twisted.transport.shared import worker_endpoint
 from sse_twisted.workers.supervisor import LISTENING_FD, PARENT_FD
 
@@ -81,36 +80,22 @@ def inherited_endpoint(reactor: Any, fd: int, port: str = "") -> IStreamServerEn
     return worker_endpoint(reactor, fd, port)
 
 
-def run(reactor: Any, options: Options) -> None:
+def serve(
+    reactor: Any,
+    port: str,
+    build: Callable[[IStreamServerEndpoint], IService],
+) -> None:
     """
-    Serve the inherited socket with the server C{options} describe, until
-    C{SIGTERM} or the parent's end.
+    Serve the inherited socket until C{SIGTERM} or the parent's end.
+
+    @param reactor: The worker's own reactor.
+    @param port: The parent's C{--port}, as an endpoint description.
+    @param build: Builds the server on the endpoint it is given.
     """
-    globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stdout)])
-    options["log-json"] = None  # the parent writes it, these events included
-    [port] = options["ports"]
-    endpoint = inherited_endpoint(reactor, LISTENING_FD, port)
-    service = makeService(options, reactor, endpoint)
+    globalLogPublisher.addObserver(jsonFileLogObserver(sys.stdout))
+    service = build(inherited_endpoint(reactor, LISTENING_FD, port))
     reactor.addReader(ParentWatch(PARENT_FD, lambda: stop_reactor(reactor)))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """
-    Parse the C{ssedemo} arguments and run a worker on the global reactor.
-    """
-    options = Options(worker=True)
-    try:
-        options.parseOptions(argv)
-    except usage.UsageError as e:
-        sys.exit(f"ssedemo worker: {e}")
-    from twisted.internet import reactor
-
-    run(reactor, options)
-
-
-if __name__ == "__main__":
-    main()

@@ -10,10 +10,11 @@ HTTP/2 for C{ssl:}. So all workers share one accept queue. Sharing one socket,
 rather than one C{SO_REUSEPORT} socket per worker, means that a worker's
 death or restart drops no queued connection and never unbinds the port.
 
-Each worker is C{python -m sse_twisted.workers.child} with the parent's own
-C{ssedemo} arguments. It gets a pipe as its standard input, which the parent
-never writes: when the parent is gone, however it died, the worker reads end
-of file and stops (see L{sse_twisted.workers.child}), so no orphan holds the port.
+Each worker is a fork of the parent (L{sse_twisted.workers.fork}) that runs
+the server the parent's own C{ssedemo} arguments describe
+(L{sse_twisted.workers.child}). It gets a pipe as its standard input, which
+the parent never writes: when the parent is gone, however it died, the
+worker reads end of file and stops, so no orphan holds the port.
 Workers log to the parent as JSON lines, which the parent republishes to its
 own log (a file in daemon mode), each marked with the worker's pid.
 
@@ -27,8 +28,7 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -75,6 +75,15 @@ workers: they serve the one socket the parent gives them.
 
 _RECORD_SEPARATOR = b"\x1e"  # starts each line of twisted.logger's JSON files
 
+StartWorker = Callable[
+    [ProcessProtocol, Mapping[str, str], Mapping[int, int | str]], object
+]
+"""
+Starts a worker process, as C{spawnProcess} would, given the protocol told
+of its output and end, its environment and its descriptors (as
+C{spawnProcess}'s C{childFDs}); the protocol gets the process transport.
+"""
+
 
 def restart_delay(deaths: int) -> float:
     """
@@ -103,27 +112,24 @@ class WorkerSupervisor(Service):
         self,
         reactor: Any,
         endpoint: SharedSocket,
-        argv: Sequence[str],
+        start: StartWorker,
         count: int,
         *,
-        executable: str = sys.executable,
         observer: ILogObserver = globalLogPublisher,
         metrics: MetricsDirectory | None = None,
     ) -> None:
         """
-        @param reactor: Provides C{IReactorProcess} and C{IReactorTime}.
+        @param reactor: Times the restarts and the stop.
         @param endpoint: Where to listen; the parent binds it.
-        @param argv: The C{ssedemo} arguments each worker is started with.
+        @param start: Starts one worker.
         @param count: How many workers to run.
-        @param executable: The Python interpreter that runs the workers.
         @param observer: Where the workers' log events are republished.
         @param metrics: Where the workers count, with C{--metrics}.
         """
         self._reactor = reactor
         self._endpoint = endpoint
-        self._argv = list(argv)
+        self._start = start
         self._count = count
-        self._executable = executable
         self._observer = observer
         self._metrics = metrics
         self._environment: dict[str, str] = {}
@@ -175,17 +181,10 @@ class WorkerSupervisor(Service):
         self._restarts.pop(slot, None)
         worker = _Worker(self, slot, self._reactor.seconds())
         self._workers[slot] = worker
-        self._reactor.spawnProcess(
+        self._start(
             worker,
-            self._executable,
-            [self._executable, "-m", "sse_twisted.workers.child", *self._argv],
-            env=self._environment,
-            childFDs={
-                PARENT_FD: "w",
-                1: "r",
-                2: "r",
-                LISTENING_FD: self._bind().fileno(),
-            },
+            self._environment,
+            {PARENT_FD: "w", 1: "r", 2: "r", LISTENING_FD: self._bind().fileno()},
         )
 
     def worker_started(self, worker: _Worker) -> None:
