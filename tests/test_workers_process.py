@@ -191,6 +191,34 @@ def test_killed_parent_takes_its_workers_along(workers: TwistdServer) -> None:
         socket.create_connection(("127.0.0.1", workers.port), timeout=DEADLINE)
 
 
+def test_sigterm_to_every_process_stops_each_worker_once(
+    workers: TwistdServer,
+) -> None:
+    """
+    systemd's stop signals every process of the unit: each worker gets
+    C{SIGTERM} from it and again from the parent. Every stream still gets
+    its C{retry:} and its end, every worker exits with status 0, and
+    nothing is logged as an error (a worker stopping twice did).
+    """
+    assert workers.process is not None
+    pids = worker_pids(workers.output)
+    streams = streams_on_both_workers(workers.port, lambda: workers.output)
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+    workers.process.send_signal(signal.SIGTERM)
+    for stream in streams:
+        with stream:
+            end = read_until(stream, b"0\r\n\r\n")
+            assert re.search(rb"retry: \d+\n\n\r\n0\r\n\r\n$", end)
+    # twistd ends by the signal that stopped it, as any process would.
+    assert workers.process.wait(timeout=DEADLINE) == -signal.SIGTERM
+    workers.stop()  # all output read
+    for pid in pids:
+        assert f"worker {pid} ended (exit status 0)".encode() in workers.output
+    assert b"Traceback" not in workers.output
+    assert b"#error]" not in workers.output
+
+
 def test_sigterm_ends_every_worker_in_daemon_mode(redis_server: RedisServer) -> None:
     """
     In daemon mode, SIGTERM to the parent ends every worker gracefully:

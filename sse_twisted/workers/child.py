@@ -24,12 +24,14 @@ from twisted.application.service import IService
 from twisted.internet import fdesc
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IReadDescriptor, IStreamServerEndpoint
-from twisted.logger import globalLogPublisher, jsonFileLogObserver
+from twisted.logger import Logger, globalLogPublisher, jsonFileLogObserver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sse_twisted.transport.shared import worker_endpoint
 from sse_twisted.workers.supervisor import LISTENING_FD, PARENT_FD
+
+_log = Logger()
 
 
 @implementer(IReadDescriptor)
@@ -96,6 +98,18 @@ def serve(
     service = build(inherited_endpoint(reactor, LISTENING_FD, port))
     reactor.addReader(ParentWatch(PARENT_FD, lambda: stop_reactor(reactor)))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: _terminated(reactor))
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-    reactor.run()
+    # Twisted's handlers would stop it again at a second SIGTERM (systemd
+    # signals every process of the unit, and then the parent signals its
+    # workers), logging the error of stopping a reactor that has stopped.
+    reactor.run(installSignalHandlers=False)
+
+
+def _terminated(reactor: Any) -> None:
+    """
+    Stop at C{SIGTERM}, once however often it comes.
+    """
+    _log.info("received SIGTERM: ending the streams")
+    reactor.callFromThread(stop_reactor, reactor)
