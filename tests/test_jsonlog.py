@@ -156,3 +156,51 @@ def test_standard_output(
     [line] = capfd.readouterr().out.splitlines()
     assert json.loads(line)["who"] == "you"
     assert replaced.getvalue() == ""
+
+
+class Interrupted(io.StringIO):
+    """
+    Standard output that a signal handler which logs interrupts in the
+    middle of its first write, as Twisted's handler for C{SIGTERM} can; like
+    a real file, it refuses a write from within its own.
+    """
+
+    def __init__(self, handler: Callable[[], None]) -> None:
+        super().__init__()
+        self._handler: Callable[[], None] | None = handler
+        self._writing = False
+
+    def write(self, text: str) -> int:
+        if self._writing:
+            raise RuntimeError("reentrant call inside <_io.BufferedWriter>")
+        self._writing = True
+        try:
+            handler, self._handler = self._handler, None
+            if handler is not None:
+                handler()
+            return super().write(text)
+        finally:
+            self._writing = False
+
+
+def test_an_event_logged_while_one_is_written_follows_it(
+    publisher: LogPublisher, restore_usr1: None
+) -> None:
+    """
+    An event logged from a signal handler that runs in the middle of
+    writing another is written right after it, and the file keeps getting
+    every later event.
+    """
+    log = Logger(observer=publisher)
+    out = Interrupted(lambda: log.info("Received SIGTERM, shutting down."))
+    service = JsonLog(STDOUT, Reactor(), publisher, stdout=out)  # type: ignore[arg-type]
+    service.privilegedStartService()
+    log.info("streams opened: 3")
+    log.info("streams ended: 3")
+    service.stopService()
+    written = [json.loads(line)["log_format"] for line in out.getvalue().splitlines()]
+    assert written == [
+        "streams opened: 3",
+        "Received SIGTERM, shutting down.",
+        "streams ended: 3",
+    ]

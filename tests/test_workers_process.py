@@ -108,7 +108,8 @@ def workers(redis_server: RedisServer) -> Iterator[TwistdServer]:
 def test_two_workers_serve_one_port(workers: TwistdServer) -> None:
     """
     Connections to the one port are answered by both workers, children of
-    the parent, which alone writes C{twistd.pid} and its C{--log-json}.
+    the parent named C{ssedemo-worker}, and the parent alone writes
+    C{twistd.pid} and its C{--log-json}.
     """
     assert workers.process is not None
     parent = workers.process.pid
@@ -118,6 +119,7 @@ def test_two_workers_serve_one_port(workers: TwistdServer) -> None:
     for pid in pids:
         ppid = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1]
         assert int(ppid) == parent
+        assert Path(f"/proc/{pid}/comm").read_text() == "ssedemo-worker\n"
     assert (workers.workdir / "twistd.pid").read_text().strip() == str(parent)
     # The parent's --log-json has the workers' events too.
     events = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections import deque
 from types import FrameType
 from typing import IO, Any, cast
 
@@ -64,6 +65,8 @@ class JsonLog(Service):
         self._write: ILogObserver | None = None
         self._previous: _Handler = None
         self._handling = False
+        self._writing = False
+        self._pending: deque[LogEvent] = deque()
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
@@ -107,8 +110,21 @@ class JsonLog(Service):
             old.close()
 
     def _emit(self, event: LogEvent) -> None:
-        if self._write is not None:
-            self._write(event)
+        # A signal handler that logs (Twisted's at SIGTERM) runs between
+        # two steps of this process, also in the middle of writing an event
+        # to the file, which refuses a write from within its own: such an
+        # event is written right after the one being written.
+        self._pending.append(event)
+        if self._writing:
+            return
+        self._writing = True
+        try:
+            while self._pending:
+                event = self._pending.popleft()
+                if self._write is not None:
+                    self._write(event)
+        finally:
+            self._writing = False
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if callable(self._previous):

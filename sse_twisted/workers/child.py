@@ -18,6 +18,7 @@ import signal
 import sys
 from collections.abc import Callable
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 from twisted.application.service import IService
@@ -32,6 +33,12 @@ from sse_twisted.transport.shared import worker_endpoint
 from sse_twisted.workers.supervisor import LISTENING_FD, PARENT_FD
 
 _log = Logger()
+
+PROCESS_NAME = "ssedemo-worker"
+"""
+A worker's name as C{ps -o comm}, C{top} and C{pgrep} show it (its command
+line is its parent's, which it was forked from).
+"""
 
 
 @implementer(IReadDescriptor)
@@ -95,6 +102,7 @@ def serve(
     @param build: Builds the server on the endpoint it is given.
     """
     globalLogPublisher.addObserver(jsonFileLogObserver(sys.stdout))
+    _name_process(PROCESS_NAME)
     service = build(inherited_endpoint(reactor, LISTENING_FD, port))
     reactor.addReader(ParentWatch(PARENT_FD, lambda: stop_reactor(reactor)))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -105,6 +113,14 @@ def serve(
     # signals every process of the unit, and then the parent signals its
     # workers), logging the error of stopping a reactor that has stopped.
     reactor.run(installSignalHandlers=False)
+
+
+def _name_process(name: str) -> None:
+    """
+    Give this process C{name} where Linux keeps it (elsewhere, nothing).
+    """
+    with suppress(OSError):
+        Path("/proc/self/comm").write_text(name)
 
 
 def _terminated(reactor: Any) -> None:
