@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from twisted.application.internet import StreamServerEndpointService, TimerService
-from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -20,6 +20,8 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
 )
 from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.server import Site
 from zope.interface import implementer
 
@@ -137,6 +139,30 @@ class ListenWhenReady:
 def _accept_again(port: Any) -> None:
     if port.connected and not port.disconnecting:
         port.startReading()
+
+
+class StopInTurn(MultiService):
+    """
+    A L{MultiService} whose children stop one at a time, the last added
+    first, each once the one added after it has stopped (Twisted's stops
+    them all at once): a log added first sees everything the others log
+    until they have all stopped, however long that takes.
+    """
+
+    log = Logger()
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        stopped: Deferred[None] = succeed(None)
+        for child in reversed(list(self)):
+            stopped.addCallback(self._stop, child).addErrback(self._not_stopped)
+        return stopped
+
+    def _stop(self, _: None, child: IService) -> Any:
+        return child.stopService()
+
+    def _not_stopped(self, failure: Failure) -> None:
+        self.log.failure("a service did not stop cleanly", failure)
 
 
 class PortService(StreamServerEndpointService):

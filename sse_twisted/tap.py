@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from OpenSSL.crypto import Error as CryptoError
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import VerifyError
 from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
@@ -31,16 +31,22 @@ from sse_twisted.ops import worker_metrics
 from sse_twisted.ops.jsonlog import STDOUT, JsonLog
 from sse_twisted.ops.metrics import Metrics
 from sse_twisted.ops.metrics_dir import MetricsDirectory
+from sse_twisted.ops.signals import SignalsInLoop
 from sse_twisted.ops.worker_metrics import WorkerMetrics
 from sse_twisted.overload import ClientLimit
 from sse_twisted.redis import options as redis_options
 from sse_twisted.redis.connect import shared_log
 from sse_twisted.retained import DEFAULT_MAX_KEYS
-from sse_twisted.service import ListenWhenReady, PortService, sse_service
+from sse_twisted.service import (
+    ListenWhenReady,
+    PortService,
+    StopInTurn,
+    sse_service,
+)
 from sse_twisted.stream import DEFAULT_MAX_BACKLOG
 from sse_twisted.transport.shared import can_share, parent_socket
 from sse_twisted.workers.child import serve
-from sse_twisted.workers.fork import WorkerMain, fork_worker
+from sse_twisted.workers.fork import ForkedWorker, WorkerMain
 from sse_twisted.workers.supervisor import WorkerSupervisor
 
 BUNDLED_STATIC = Path(__file__).parent / "static"
@@ -420,7 +426,10 @@ def _supervisor(options: Options, reactor: Any) -> IService:
     The parent of C{--workers N}: it writes C{--log-json}, the workers'
     events included, which they send it.
     """
-    parent = MultiService()
+    # The workers log to the parent until they have ended: its log stops
+    # after the supervisor has.
+    parent = StopInTurn()
+    SignalsInLoop(reactor).setServiceParent(parent)
     if options["log-json"]:
         JsonLog(options["log-json"], reactor).setServiceParent(parent)
     # Options allows --workers with one port that can be shared.
@@ -431,7 +440,7 @@ def _supervisor(options: Options, reactor: Any) -> IService:
         PortService(
             serverFromString(reactor, options["metrics"]), metrics.site()
         ).setServiceParent(parent)
-    start = partial(fork_worker, reactor, _worker_main(options.argv))
+    start = partial(ForkedWorker, reactor, _worker_main(options.argv))
     WorkerSupervisor(
         reactor, port, start, options["workers"], metrics=metrics
     ).setServiceParent(parent)
@@ -566,4 +575,6 @@ def makeService(
         shared.setServiceParent(service)
         if metrics is not None:
             metrics.watch_shared_log(shared)
+    if endpoint is None:  # a worker handles its signals itself
+        SignalsInLoop(reactor).setServiceParent(service)
     return service

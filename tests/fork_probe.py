@@ -1,6 +1,6 @@
 """
 Run by C{test_fork.py} in a process of its own: forks a worker with
-L{sse_twisted.workers.fork.fork_worker} from a parent that, like twistd,
+L{sse_twisted.workers.fork.ForkedWorker} from a parent that, like twistd,
 has a running reactor, a log file and a descriptor the worker must not
 keep, and prints as JSON what the worker saw and how it ended.
 """
@@ -19,7 +19,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.python.failure import Failure
 
-from sse_twisted.workers.fork import fork_worker
+from sse_twisted.workers.fork import ForkedWorker
 
 log = Logger()
 
@@ -82,7 +82,7 @@ class Collect(ProcessProtocol):
 def start() -> None:
     log.info("from the parent")
     secret = open(sys.argv[2], "rb")  # noqa: SIM115 (held while the worker runs)
-    fork_worker(
+    ForkedWorker(
         reactor,
         worker_main,
         Collect(),

@@ -8,10 +8,11 @@ from __future__ import annotations
 import gc
 
 from test_hub import FakeSink
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs
 from twisted.python.filepath import FilePath
 
 from sse_twisted.app import Settings, SSEApp
@@ -22,6 +23,7 @@ from sse_twisted.service import (
     DRAIN_SECONDS,
     GarbageCollectorTuning,
     ListenWhenReady,
+    StopInTurn,
     StreamCloser,
     sse_service,
 )
@@ -210,3 +212,46 @@ def test_listen_when_ready_leaves_a_closed_port_alone() -> None:
     port.connected = False
     ready.callback(None)
     assert not port.reading
+
+
+class SlowToStop(Service):
+    """
+    A service whose stop ends when told to, and which notes when it began.
+    """
+
+    def __init__(self, name: str, stops: list[str]) -> None:
+        self.name = name
+        self.stops = stops
+        self.stopped: Deferred[None] = Deferred()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        self.stops.append(self.name)
+        return self.stopped
+
+
+def test_stop_in_turn_waits_for_each_child() -> None:
+    """
+    The children stop the last added first, each once the one after it
+    has stopped; the whole stop ends with the first child's. A child that
+    fails to stop is logged and the others still stop.
+    """
+    stops: list[str] = []
+    log, workers, failing = (SlowToStop(n, stops) for n in ("log", "workers", "x"))
+    parent = StopInTurn()
+    for child in (log, workers, failing):
+        child.setServiceParent(parent)
+    parent.startService()
+    done: list[None] = []
+    parent.stopService().addCallback(done.append)
+    assert stops == ["x"]
+    with capturedLogs() as events:
+        failing.stopped.errback(RuntimeError("cannot stop"))
+    [event] = events
+    assert event["log_failure"].check(RuntimeError)
+    assert stops == ["x", "workers"]
+    assert done == []
+    workers.stopped.callback(None)
+    assert stops == ["x", "workers", "log"] and done == []
+    log.stopped.callback(None)
+    assert done == [None] and not parent.running

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from certificate import Certificate, CertificateAuthority, make_certificate
 from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.application.service import IService
 from twisted.internet import endpoints
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock
@@ -20,15 +21,16 @@ from twisted.python.usage import UsageError
 from sse_twisted import tap
 from sse_twisted.ops.jsonlog import JsonLog
 from sse_twisted.ops.metrics_dir import MetricsDirectory
+from sse_twisted.ops.signals import SignalsInLoop
 from sse_twisted.ops.worker_metrics import REFRESH, WorkerMetrics
 from sse_twisted.overload import ClientLimit
 from sse_twisted.redis.client import RedisAddress
 from sse_twisted.redis.log import RedisLog
-from sse_twisted.service import ListenWhenReady, StreamCloser
+from sse_twisted.service import ListenWhenReady, StopInTurn, StreamCloser
 from sse_twisted.tap import BUNDLED_STATIC, Options, endpoint_description, makeService
 from sse_twisted.transport.eager import EagerAdoptedEndpoint, EagerTCPServerEndpoint
 from sse_twisted.transport.tls import TLSPort
-from sse_twisted.workers.fork import fork_worker
+from sse_twisted.workers.fork import ForkedWorker
 from sse_twisted.workers.supervisor import WorkerSupervisor
 
 
@@ -492,6 +494,14 @@ def test_workers_share_tcp_ports_only(port: str) -> None:
         parse("--workers", "2", "--redis", REDIS, "--port", port)
 
 
+def supervisor_of(parent: IService) -> WorkerSupervisor:
+    """
+    @return: The supervisor among the services of C{--workers N}'s parent.
+    """
+    [supervisor] = [c for c in parent if isinstance(c, WorkerSupervisor)]  # type: ignore[attr-defined]
+    return supervisor
+
+
 def test_workers_share_a_tls_port(certificate: Certificate) -> None:
     """
     With an C{ssl:} port, the parent binds its TCP address, and the workers
@@ -499,8 +509,7 @@ def test_workers_share_a_tls_port(certificate: Certificate) -> None:
     """
     args = ["--workers", "2", "--redis", REDIS, "--port", certificate.endpoint(0)]
     parent = makeService(parse(*args), MemoryReactorClock())
-    [supervisor] = list(parent)  # type: ignore[call-overload]
-    assert isinstance(supervisor, WorkerSupervisor)
+    supervisor = supervisor_of(parent)
     tls = supervisor._endpoint
     assert isinstance(tls, TLSPort)
     assert (tls.port, tls.interface, tls.backlog) == (0, "127.0.0.1", 4096)
@@ -526,7 +535,7 @@ def test_workers_share_a_systemd_socket(monkeypatch: pytest.MonkeyPatch) -> None
             endpoints._SystemdParser, "_sddaemon", ListenFDs([fd], ["ssedemo.socket"])
         )
         parent = makeService(parse(*args), MemoryReactorClock())
-        [supervisor] = list(parent)  # type: ignore[call-overload]
+        supervisor = supervisor_of(parent)
         assert isinstance(supervisor._endpoint, EagerAdoptedEndpoint)
         with supervisor._endpoint.bind() as taken:
             assert taken.fileno() == fd
@@ -547,9 +556,8 @@ def test_workers_with_metrics_count_for_the_parent() -> None:
     args = ["--workers", "2", "--redis", REDIS, "--metrics", "unix:/tmp/m.sock"]
     reactor = MemoryReactorClock()
     parent = makeService(parse(*args), reactor)
-    site, supervisor = list(parent)  # type: ignore[call-overload]
-    assert isinstance(site, StreamServerEndpointService)
-    assert isinstance(supervisor, WorkerSupervisor)
+    [site] = [c for c in parent if isinstance(c, StreamServerEndpointService)]  # type: ignore[attr-defined]
+    supervisor = supervisor_of(parent)
     assert isinstance(supervisor._metrics, MetricsDirectory)
     assert site.factory.resource.children[b"metrics"] is not None
     endpoint = EagerTCPServerEndpoint(reactor, 1234)
@@ -590,10 +598,12 @@ def test_workers_make_a_supervisor(tmp_path: Path) -> None:
     args = ["--port", "tcp:0:interface=127.0.0.1", "--redis", REDIS]
     args += ["--workers", "3", "--log-json", log]
     service = makeService(parse(*args), MemoryReactorClock())
-    json_log, supervisor = list(service)  # type: ignore[call-overload]
+    signals, json_log, supervisor = list(service)  # type: ignore[call-overload]
+    assert isinstance(service, StopInTurn)  # the log stops once the workers have
+    assert isinstance(signals, SignalsInLoop)
     assert isinstance(json_log, JsonLog)
     assert isinstance(supervisor, WorkerSupervisor)
-    assert supervisor._start.func is fork_worker  # type: ignore[attr-defined]
+    assert supervisor._start.func is ForkedWorker  # type: ignore[attr-defined]
     assert supervisor._count == 3
 
 

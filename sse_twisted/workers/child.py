@@ -106,7 +106,10 @@ def serve(
     service = build(inherited_endpoint(reactor, LISTENING_FD, port))
     reactor.addReader(ParentWatch(PARENT_FD, lambda: stop_reactor(reactor)))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: _terminated(reactor))
+    # Handled from the loop, not in the handler (see sse_twisted.ops.signals).
+    signal.signal(
+        signal.SIGTERM, lambda *_: reactor.callFromThread(_terminated, reactor)
+    )
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     # Twisted's handlers would stop it again at a second SIGTERM (systemd
@@ -128,4 +131,4 @@ def _terminated(reactor: Any) -> None:
     Stop at C{SIGTERM}, once however often it comes.
     """
     _log.info("received SIGTERM: ending the streams")
-    reactor.callFromThread(stop_reactor, reactor)
+    stop_reactor(reactor)

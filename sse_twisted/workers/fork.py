@@ -53,48 +53,37 @@ _IGNORED_BY_PYTHON = ("SIGPIPE", "SIGXFSZ")
 """The signals a new interpreter ignores, as C{os.fork}'s child must too."""
 
 
-def fork_worker(
-    reactor: Any,
-    main: WorkerMain,
-    protocol: ProcessProtocol,
-    environment: Mapping[str, str],
-    child_fds: Mapping[int, int | str],
-) -> ForkedWorker:
-    """
-    Start a worker as a fork of this process.
-
-    @param reactor: The parent's reactor, which watches the worker's pipes
-        and its end.
-    @param main: What the worker runs, on a reactor of its own.
-    @param protocol: Told of the worker's output and end, as with
-        C{spawnProcess}.
-    @param environment: The worker's environment variables.
-    @param child_fds: The worker's descriptors, as C{spawnProcess}'s
-        C{childFDs} describes them.
-    @return: The worker's process transport.
-    """
-    # Buffered output would be written again by the child.
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        if stream is not None:
-            stream.flush()
-    return ForkedWorker(reactor, protocol, main, environment, child_fds)
-
-
 class ForkedWorker(process.Process):
     """
-    A process that runs L{WorkerMain} in a fork of this one, instead of
-    executing a program.
+    A worker started as a fork of this process: the child runs a
+    L{WorkerMain} instead of executing a program.
     """
 
     def __init__(
         self,
         reactor: Any,
-        protocol: ProcessProtocol,
         main: WorkerMain,
+        protocol: ProcessProtocol,
         environment: Mapping[str, str],
         child_fds: Mapping[int, int | str],
     ) -> None:
+        """
+        Fork the worker.
+
+        @param reactor: This process's reactor, which watches the worker's
+            pipes and its end.
+        @param main: What the worker runs, on a reactor of its own.
+        @param protocol: Told of the worker's output and end, as with
+            C{spawnProcess}.
+        @param environment: The worker's environment variables.
+        @param child_fds: The worker's descriptors, as C{spawnProcess}'s
+            C{childFDs} describes them.
+        """
         self._main = main
+        # Output still buffered would be written again by the child.
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            if stream is not None:
+                stream.flush()
         super().__init__(
             reactor,
             sys.executable,
