@@ -779,9 +779,10 @@ class Hub:
             self._observer.fanned_out(delivered, perf_counter() - started)
         if held:
             self.log.info(
-                "{count} live events held {seconds} s while a crowd of"
+                "{count} live {events} held {seconds} s while a crowd of"
                 " clients came back",
                 count=len(held),
+                events="event" if len(held) == 1 else "events",
                 # Formatted here: a worker's log reaches its parent as JSON,
                 # which keeps the value, not the format.
                 seconds=f"{self._clock.seconds() - self._held_since:.2f}",

@@ -184,6 +184,16 @@ def test_the_hold_is_logged_once_when_it_ends() -> None:
     assert lines[0].endswith("s while a crowd of clients came back")
 
 
+def test_one_held_event_is_logged_in_the_singular() -> None:
+    hub, clock = make_hub()
+    crowd_returns(hub, hub.publish("1").id)
+    with capturedLogs() as events:
+        hub.publish("2")
+        clock.pump([RETURN_WINDOW] * 4)
+    [line] = [formatEvent(e) for e in events if "held" in formatEvent(e)]
+    assert line.startswith("1 live event held 0.")
+
+
 class Deliveries:
     """
     An observer that adds up deliveries, as the metrics do.
