@@ -470,15 +470,45 @@ class Hub:
         sink.close(self._unavailable())
 
     def _snapshot(self, sink: EventSink, topics: Collection[str]) -> Any:
+        opened_at = self._events.last_id
         return _then(
-            self._events.snapshot(topics), partial(self._send_snapshot, sink, topics)
+            self._events.snapshot(topics),
+            partial(self._send_snapshot, sink, topics, opened_at),
         )
 
     def _send_snapshot(
-        self, sink: EventSink, topics: Collection[str], snapshot: Snapshot
+        self,
+        sink: EventSink,
+        topics: Collection[str],
+        opened_at: str | None,
+        snapshot: Snapshot,
     ) -> Any:
         for value in snapshot.values:
             sink.write(value.wire)
+        if opened_at is None or opened_at == snapshot.position:
+            return self._end_snapshot(sink, topics, snapshot, [])
+        # A shared log reads the snapshot after the stream opened: what was
+        # published meanwhile is the stream's too.
+        return _then(
+            self._events.between(opened_at, snapshot.position, topics),
+            partial(self._end_snapshot, sink, topics, snapshot),
+        )
+
+    def _end_snapshot(
+        self,
+        sink: EventSink,
+        topics: Collection[str],
+        snapshot: Snapshot,
+        meanwhile: list[Record],
+    ) -> Any:
+        """
+        Write the events published after the stream opened and before its
+        snapshot was read, but those with a key (the snapshot has their
+        values); then the L{SNAPSHOT_EVENT}, and go on after its position.
+        """
+        for record in meanwhile:
+            if record.key is None:
+                sink.write(record.wire)
         sink.write(
             encode_event(
                 json.dumps({"count": len(snapshot.values)}),

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from itertools import islice
 from typing import NamedTuple, Protocol
 
 from twisted.internet.defer import Deferred
@@ -166,6 +167,20 @@ class EventLog(Protocol):
         @return: The snapshot.
         """
 
+    def between(
+        self, after: str, until: str, topics: Collection[str]
+    ) -> list[Record] | Deferred[list[Record]]:
+        """
+        The events of C{topics} after the position C{after} up to the event
+        C{until}, in order, as far as the history holds them: those a
+        snapshot read at C{until} came too late for, for a stream that
+        opened at C{after}.
+
+        @param after: A position: an event's id, or C{""} for the start.
+        @param until: The id of the last event wanted.
+        @param topics: The topics whose events are wanted.
+        """
+
 
 class MemoryLog:
     """
@@ -266,6 +281,20 @@ class MemoryLog:
 
     def snapshot(self, topics: Collection[str]) -> Snapshot:
         return Snapshot(self._retained.values(topics), self.last_id or "")
+
+    def between(self, after: str, until: str, topics: Collection[str]) -> list[Record]:
+        first = 0 if after == "" else self._parse(after)
+        last = self._parse(until)
+        if first is None or last is None:
+            return []
+        oldest = self._seq - len(self._records) + 1
+        return [
+            record
+            for record in islice(
+                self._records, max(first + 1 - oldest, 0), max(last + 1 - oldest, 0)
+            )
+            if record.topic in topics
+        ]
 
     def _id(self, seq: int) -> str:
         return f"{self._instance}-{seq}"

@@ -377,10 +377,7 @@ def test_page_resumes_on_another_instance(
     proxy = start_proxy(first.port)
     page = new_page(proxy.url)
     expect_open(page)
-    # The page's stream starts at its snapshot, read from Redis after the
-    # stream opened: an event published before it is read is not the
-    # stream's (docs/protocol.md, Snapshot).
-    expect(log_entry(page, '[snapshot] {"count": 0}')).to_have_count(1, timeout=TIMEOUT)
+    wait_for_streams(page, first, 1)
     before = post_json(first.url + "/publish", {"data": "before the switch"})
     expect(page.locator("#last-id")).to_have_text(before["id"], timeout=TIMEOUT)
 

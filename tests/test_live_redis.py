@@ -24,6 +24,7 @@ from twisted.logger import capturedLogs, formatEvent
 
 from sse_twisted.hub import Hub
 from sse_twisted.log import Rewind
+from sse_twisted.redis import log as redis_log
 from sse_twisted.redis.client import RedisAddress
 from sse_twisted.redis.connect import shared_log
 from sse_twisted.redis.log import RedisLog
@@ -139,6 +140,38 @@ def test_snapshot_agrees_with_its_position_on_every_instance(
     finally:
         yield a.stop()
         yield b.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_between_reads_the_entries_after_and_up_to_page_by_page(
+    reactor: Any, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """
+    C{between} reads from Redis the entries of the topics after a position
+    and up to an id, keys included, over several pages.
+    """
+    monkeypatch.setattr(redis_log, "READ_COUNT", 2)
+    a = Instance(reactor, redis_server)
+    try:
+        marker = yield from ready(reactor, a)
+        ids = []
+        for data, topic, key in [
+            ("1", "prices", "A"),
+            ("2", "news", None),
+            ("3", "prices", None),
+            ("4", "weather", None),
+            ("5", "prices", None),
+        ]:
+            fields = {"topic": topic} if key is None else {"topic": topic, "key": key}
+            ids.append((yield a.publish(data, **fields)))
+        records = yield a.log.between(ids[0], ids[4], {"prices", "news"})
+        assert [r.id for r in records] == [ids[1], ids[2], ids[4]]
+        records = yield a.log.between(marker, ids[2], {"prices"})
+        assert [(r.id, r.key) for r in records] == [(ids[0], "A"), (ids[2], None)]
+        records = yield a.log.between("", ids[0], {"marker", "prices"})
+        assert [r.id for r in records] == [marker, ids[0]]
+    finally:
+        yield a.stop()
 
 
 @pytest_twisted.inlineCallbacks

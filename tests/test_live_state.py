@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Collection
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import Hub
-from sse_twisted.log import MemoryLog, Rewind
+from sse_twisted.log import MemoryLog, Rewind, Snapshot
 from sse_twisted.retained import RetainedValues, TooManyKeys, is_key
 from sse_twisted.testing import RecordingSink
 
@@ -188,6 +190,72 @@ def test_retained_values_work_without_history() -> None:
         "v",
         '{"count": 1}',
     ]
+
+
+class LateSnapshots(MemoryLog):
+    """
+    A log that reads a snapshot some time after it is asked for, as a
+    shared log does (a round trip to Redis): when L{read} is called.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(instance="t", clock=clock)
+        self.asked: list[tuple[Collection[str], Deferred[Snapshot]]] = []
+
+    def snapshot(self, topics: Collection[str]) -> Deferred[Snapshot]:  # type: ignore[override]
+        read: Deferred[Snapshot] = Deferred()
+        self.asked.append((topics, read))
+        return read
+
+    def read(self) -> None:
+        for topics, read in self.asked:
+            read.callback(super().snapshot(topics))
+        self.asked.clear()
+
+
+def test_events_published_before_a_late_snapshot_are_the_streams() -> None:
+    """
+    When the snapshot is read after the stream opened, the events of its
+    topics published in between come before the C{snapshot} event: those
+    without a key as they are, those with one as the values they left.
+    Then live events follow, none missed or repeated.
+    """
+    clock = Clock()
+    log = LateSnapshots(clock)
+    hub = Hub(clock, log, groups=choose_fanout().groups)
+    hub.publish("before", topic="prices", key="A")
+    sink = subscribed(hub, "prices", snapshot=True)
+    hub.publish("news", topic="prices")
+    hub.publish("other topic", topic="weather")
+    hub.publish("A again", topic="prices", key="A")
+    hub.publish("B", topic="prices", key="B")
+    log.read()
+    hub.publish("live", topic="prices")
+    assert seen(sink) == [
+        ("message", "A again", "t-4"),
+        ("message", "B", "t-5"),
+        ("message", "news", "t-2"),
+        ("snapshot", '{"count": 2}', "t-5"),
+        ("message", "live", "t-6"),
+    ]
+
+
+def test_between_gives_the_events_of_the_topics_after_and_up_to() -> None:
+    """
+    C{between} gives the events of the topics after a position and up to
+    an id, as far as the history holds them, keys included.
+    """
+    log = MemoryLog(history=3, instance="t")
+    for n in range(1, 6):
+        key = "k" if n == 3 else None
+        log.append(str(n), None, "odd" if n % 2 else "even", key=key)
+    assert [r.id for r in log.between("t-2", "t-4", {"odd", "even"})] == ["t-3", "t-4"]
+    assert [(r.id, r.key) for r in log.between("", "t-5", {"odd"})] == [
+        ("t-3", "k"),
+        ("t-5", None),
+    ]
+    assert log.between("t-4", "t-4", {"even"}) == []
+    assert log.between("u-1", "t-5", {"odd"}) == []
 
 
 def test_resume_with_a_known_id_replays_without_snapshot() -> None:

@@ -430,6 +430,35 @@ class RedisLog(Service):
         """
         return read_snapshot(self._publisher, self._key, topics)
 
+    def between(
+        self, after: str, until: str, topics: Collection[str]
+    ) -> Deferred[list[Record]]:
+        """
+        Read the entries after C{after} up to C{until} from Redis, a page
+        at a time.
+        """
+        found: list[Record] = []
+        done: Deferred[list[Record]] = Deferred()
+
+        def read(start: str) -> None:
+            page = self._publisher.execute(
+                "XRANGE", self._key, start, until, "COUNT", READ_COUNT
+            )
+            page.addCallbacks(got, done.errback)
+
+        def got(entries: list[Any]) -> None:
+            for raw_id, fields in entries:
+                record = self._record(_text(raw_id), fields, count=False)
+                if record is not None and record.topic in topics:
+                    found.append(record)
+            if len(entries) >= READ_COUNT:
+                read("(" + _text(entries[-1][0]))
+            else:
+                done.callback(found)
+
+        read("(" + after if after else "-")
+        return done
+
     def rewind(self, topics: Collection[str], rewind: Rewind) -> Deferred[str]:
         """
         Find the position after which the last C{rewind.count} entries of
