@@ -432,7 +432,9 @@ class Hub:
                 self._events.rewind(wanted, rewind), partial(self._follow, sink, wanted)
             )
         elif snapshot:
-            started = self._snapshot(sink, wanted)
+            # A new stream: as one without a snapshot, told to come back
+            # while the log does not know where it ends (see _snapshot).
+            started = self._events.hold() or self._snapshot(sink, wanted)
         else:
             started = self._events.hold()
         if started is not None and isinstance(started, Deferred):
@@ -470,7 +472,9 @@ class Hub:
         sink.close(self._unavailable())
 
     def _snapshot(self, sink: EventSink, topics: Collection[str]) -> Any:
-        opened_at = self._events.last_id
+        # The log knows where it ends (hold, or a replay, said so): without
+        # a last id it is empty.
+        opened_at = self._events.last_id or ""
         return _then(
             self._events.snapshot(topics),
             partial(self._send_snapshot, sink, topics, opened_at),
@@ -480,12 +484,12 @@ class Hub:
         self,
         sink: EventSink,
         topics: Collection[str],
-        opened_at: str | None,
+        opened_at: str,
         snapshot: Snapshot,
     ) -> Any:
         for value in snapshot.values:
             sink.write(value.wire)
-        if opened_at is None or opened_at == snapshot.position:
+        if opened_at == snapshot.position:
             return self._end_snapshot(sink, topics, snapshot, [])
         # A shared log reads the snapshot after the stream opened: what was
         # published meanwhile is the stream's too.

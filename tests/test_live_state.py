@@ -240,6 +240,23 @@ def test_events_published_before_a_late_snapshot_are_the_streams() -> None:
     ]
 
 
+def test_a_late_snapshot_of_an_empty_log_gives_the_first_events() -> None:
+    """
+    The log was empty when the stream opened: the events published before
+    its snapshot was read are the stream's all the same.
+    """
+    clock = Clock()
+    log = LateSnapshots(clock)
+    hub = Hub(clock, log, groups=choose_fanout().groups)
+    sink = subscribed(hub, "prices", snapshot=True)
+    hub.publish("first", topic="prices")
+    log.read()
+    assert seen(sink) == [
+        ("message", "first", "t-1"),
+        ("snapshot", '{"count": 0}', "t-1"),
+    ]
+
+
 def test_between_gives_the_events_of_the_topics_after_and_up_to() -> None:
     """
     C{between} gives the events of the topics after a position and up to

@@ -497,6 +497,18 @@ def test_new_stream_before_the_first_read_is_told_to_retry() -> None:
     assert ids(later) == ["4-0"]
 
 
+def test_snapshot_stream_before_the_first_read_is_told_to_retry() -> None:
+    """
+    A snapshot stream is a new stream: before the reader knows where the
+    stream ends it is told to come back, and no snapshot is read.
+    """
+    s = HeldSetup()
+    sink = RecordingSink()
+    s.hub.subscribe(sink, snapshot=True)
+    assert sink.closed_with == RETRY and len(s.hub) == 0
+    assert s.publisher.waiting("EVALSHA") == 0
+
+
 def test_replay_while_redis_is_unreachable_waits_for_it() -> None:
     """
     A replay that fails because Redis went away is held until Redis is
