@@ -213,6 +213,15 @@ class LateSnapshots(MemoryLog):
         self.asked.clear()
 
 
+def late_hub() -> tuple[Hub, LateSnapshots]:
+    """
+    @return: A hub on a log that reads snapshots late, and that log.
+    """
+    clock = Clock()
+    log = LateSnapshots(clock)
+    return Hub(clock, log, groups=choose_fanout().groups), log
+
+
 def test_events_published_before_a_late_snapshot_are_the_streams() -> None:
     """
     When the snapshot is read after the stream opened, the events of its
@@ -220,9 +229,7 @@ def test_events_published_before_a_late_snapshot_are_the_streams() -> None:
     without a key as they are, those with one as the values they left.
     Then live events follow, none missed or repeated.
     """
-    clock = Clock()
-    log = LateSnapshots(clock)
-    hub = Hub(clock, log, groups=choose_fanout().groups)
+    hub, log = late_hub()
     hub.publish("before", topic="prices", key="A")
     sink = subscribed(hub, "prices", snapshot=True)
     hub.publish("news", topic="prices")
@@ -245,9 +252,7 @@ def test_a_late_snapshot_of_an_empty_log_gives_the_first_events() -> None:
     The log was empty when the stream opened: the events published before
     its snapshot was read are the stream's all the same.
     """
-    clock = Clock()
-    log = LateSnapshots(clock)
-    hub = Hub(clock, log, groups=choose_fanout().groups)
+    hub, log = late_hub()
     sink = subscribed(hub, "prices", snapshot=True)
     hub.publish("first", topic="prices")
     log.read()
