@@ -5,6 +5,7 @@ reorder nothing, including when the kernel takes only part of a write.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import socket
@@ -24,6 +25,7 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from sse_twisted.transport.eager import (
@@ -491,3 +493,106 @@ def test_client_gone_before_the_accept_is_reported_lost(
     assert made[1].received == b"bye"
     yield made[1].lost.addTimeout(TIMEOUT, reactor)
     yield port.stopListening()
+
+
+class TwoKinds(Factory):
+    """
+    A factory that builds a L{FirstBytes} of its own kind for cleartext
+    connections, and records which it was asked for.
+    """
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def buildProtocol(self, addr: Any) -> FirstBytes:
+        self.asked.append("any")
+        return FirstBytes()
+
+    def buildCleartextProtocol(self, addr: Any) -> FirstBytes:
+        self.asked.append(f"cleartext {addr.host}")
+        return FirstBytes()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_factory_that_can_is_asked_for_its_cleartext_protocol(
+    reactor: Any,
+) -> Generator[Any, Any, None]:
+    """
+    An eager port's connections never start TLS: a factory with a
+    C{buildCleartextProtocol} builds them with it, given the peer's
+    address, which the connection then reports as its peer.
+    """
+    factory = TwoKinds()
+    port = EagerPort(0, factory, interface="127.0.0.1", reactor=reactor)
+    port.startListening()
+    try:
+        client = socket.create_connection(("127.0.0.1", port.getHost().port))
+        with client:
+            for _ in range(100):
+                port.doRead()
+                if factory.asked:
+                    break
+            assert factory.asked == ["cleartext 127.0.0.1"]
+            [connection] = [
+                c for c in reactor.getReaders() if isinstance(c, EagerServer)
+            ]
+            assert connection.getPeer().port == client.getsockname()[1]
+            connection.loseConnection()
+    finally:
+        yield port.stopListening()
+
+
+class ScriptedListener:
+    """
+    A listening socket whose C{accept} raises the errors of its script, in
+    order, and accepts from the real one where the script says C{None}.
+    """
+
+    exhausted = None
+
+    def __init__(self, real: Any, *script: int | None) -> None:
+        self.real = real
+        self.script = list(script)
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        code = self.script.pop(0) if self.script else errno.EAGAIN
+        if code is None:
+            return self.real.accept()  # type: ignore[no-any-return]
+        raise OSError(code, os.strerror(code))
+
+
+@pytest.mark.parametrize(
+    ("script", "served", "logged"),
+    [
+        ((errno.EPERM, None, errno.EPERM), 1, ""),
+        ((None, errno.ECONNABORTED, None), 1, "new connection (ECONNABORTED)"),
+        ((errno.EBADF, None), 0, "accepting connections"),
+    ],
+)
+def test_accept_errors(
+    reactor: Any, script: tuple[int | None, ...], served: int, logged: str
+) -> None:
+    """
+    As with Twisted's own port: a connection the firewall refused
+    (C{EPERM}) is skipped and the next one accepted; an aborted one ends
+    the turn's accepts with a line in the log; any other error too, with
+    its traceback. The port listens on.
+    """
+    port, made = listening_port(reactor)
+    address = ("127.0.0.1", port.getHost().port)
+    with socket.create_connection(address), socket.create_connection(address):
+        real = port.socket
+        port.socket = ScriptedListener(real, *script)
+        with capturedLogs() as events:
+            port.doRead()
+        port.socket = real
+        assert len(made) == served
+        texts = [formatEvent(e) for e in events]
+        assert len(texts) == (1 if logged else 0)
+        assert all(logged in text for text in texts)
+        failures = [e["log_failure"] for e in events if "log_failure" in e]
+        assert [f.type for f in failures] == ([OSError] if served == 0 else [])
+        assert port.connected
+        for protocol in made:
+            protocol.transport.loseConnection()
+    port.stopListening()

@@ -20,11 +20,12 @@ HTTP/2) stays on Twisted's normal path.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from collections.abc import Callable, Iterable
 from ipaddress import ip_address
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from twisted.internet import defer, tcp
 from twisted.internet.endpoints import (
@@ -35,6 +36,7 @@ from twisted.internet.endpoints import (
 from twisted.internet.interfaces import (
     IAddress,
     IListeningPort,
+    IProtocol,
     IProtocolFactory,
     IReactorTCP,
     IStreamServerEndpoint,
@@ -76,7 +78,8 @@ class EagerServer(tcp.Server):
     when the handling ends. Its own address is its port's when the port is
     bound to one address (L{EagerPort.local_address}); otherwise it asks
     the kernel once, rather than for every request (twisted.web asks in
-    each request's constructor). Its peer's address is made once too.
+    each request's constructor). Its peer's address is the one its port
+    made for the factory.
 
     Its descriptor can be lent (L{lease}) to the compiled fan-out, which
     sends to it directly while nothing is queued, and never once the socket
@@ -87,19 +90,6 @@ class EagerServer(tcp.Server):
     _peer: IAddress | None = None
     _held: list[bytes] | None = None
     _lease: DirectLease | None = None
-
-    def __init__(
-        self,
-        sock: socket.socket,
-        protocol: Any,
-        client: Any,
-        server: tcp.Port,
-        sessionno: int,
-        reactor: Any,
-    ) -> None:
-        super().__init__(sock, protocol, client, server, sessionno, reactor)
-        if isinstance(server, EagerPort):
-            server.accepted.append(self)
 
     def doRead(self) -> Any:
         self._held = []
@@ -203,13 +193,30 @@ class EagerServer(tcp.Server):
         )
 
 
-class EagerPort(SparingPort):
+@runtime_checkable
+class CleartextProtocolFactory(Protocol):
     """
-    A listening TCP port whose connections are L{EagerServer}s, and which
-    copes with a full descriptor table (L{SparingPort}).
+    A protocol factory that builds a lighter protocol for connections that
+    begin without TLS, so negotiate nothing by ALPN: for a web site, an
+    HTTP/1.1 channel without the switch to HTTP/2 that TLS may negotiate.
     """
 
-    transport = EagerServer
+    def buildCleartextProtocol(self, addr: IAddress) -> IProtocol | None:
+        """
+        Build the protocol of a connection accepted without TLS, or refuse
+        it (C{None}) as C{buildProtocol} would.
+
+        @param addr: The peer's address.
+        """
+
+
+class EagerPort(SparingPort):
+    """
+    A listening TCP port whose connections are L{EagerServer}s, read from as
+    soon as they are accepted, and which copes with a full descriptor table
+    (L{SparingPort}). Its connections begin without TLS: a factory that
+    is a L{CleartextProtocolFactory} builds them its lighter protocol.
+    """
 
     local_address: IAddress | None = None
     """
@@ -218,39 +225,92 @@ class EagerPort(SparingPort):
     where each connection's depends on the interface it came in by.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.accepted: list[EagerServer] = []
-        """The connections accepted in this turn, not read from yet."""
-
     def doRead(self) -> None:
         """
-        Accept the waiting connections, then read from each at once: a
-        client speaks first, and its request has usually arrived by then,
-        so it is handled in this turn of the event loop, without waiting
-        for the reactor to report it readable (a connection whose request
-        has not arrived yet is read when it has, as usual).
+        Accept the waiting connections, as many in a turn as Twisted's own
+        port would, and read from each at once: a client speaks first, and
+        its request has usually arrived by then, so it is handled in this
+        turn of the event loop, without waiting for the reactor to report
+        it readable (a connection whose request has not arrived yet is
+        read when it has, as usual).
         """
-        super().doRead()
-        accepted, self.accepted = self.accepted, []
-        disconnect = getattr(self.reactor, "_disconnectSelectable", None)
-        if disconnect is None:
+        accepted = 0
+        try:
+            while accepted < self.numberAccepts:
+                try:
+                    client, address = self.socket.accept()
+                except OSError as e:
+                    if e.errno == errno.EPERM:
+                        # Netfilter refused it; others may wait.
+                        continue
+                    if e.errno in _NONE_WAITING:
+                        break
+                    if e.errno in _ACCEPT_ERRORS:
+                        _log.info(
+                            "Could not accept new connection ({error})",
+                            error=errno.errorcode[e.errno],
+                        )
+                        break
+                    raise
+                accepted += 1
+                self._serve(client, address)
+        except BaseException:
+            _log.failure("accepting connections")
+        # Twisted's scaling: more next time if all were taken.
+        if accepted == self.numberAccepts:
+            self.numberAccepts += 20
+        else:
+            self.numberAccepts = max(1, accepted)
+        self.pause_if_exhausted()
+
+    def _serve(self, client: socket.socket, address: tuple[Any, ...]) -> None:
+        """
+        Make the protocol and transport of a connection just accepted, and
+        read from it.
+        """
+        if len(address) == 4:
+            # IPv6: the scope, if any, into the host, as Twisted does.
+            host, _ = socket.getnameinfo(
+                address, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+            )
+            address = (host, *address[1:])
+        peer = self._buildAddr(address)
+        protocol = self._build(peer)
+        if protocol is None:
+            client.close()
             return
-        for connection in accepted:
-            if not connection.connected or connection.disconnecting:
-                continue
-            try:
-                why = connection.doRead()
-            except BaseException as e:
-                _log.failure("reading a new connection")
-                why = e
-            if why:
-                disconnect(connection, why, True)
+        session = self.sessionno
+        self.sessionno = session + 1
+        connection = EagerServer(client, protocol, address, self, session, self.reactor)
+        connection._peer = peer
+        protocol.makeConnection(connection)
+        if not connection.connected or connection.disconnecting:
+            return
+        try:
+            why = connection.doRead()
+        except BaseException as e:
+            _log.failure("reading a new connection")
+            why = e
+        if why:
+            self.reactor._disconnectSelectable(connection, why, True)  # type: ignore[attr-defined]
 
     def startListening(self) -> None:
         super().startListening()
         host = self.getHost()
         self.local_address = None if _is_wildcard(host) else host
+        factory: Any = self.factory
+        self._build: Callable[[IAddress], IProtocol | None] = (
+            factory.buildCleartextProtocol
+            if isinstance(factory, CleartextProtocolFactory)
+            else factory.buildProtocol
+        )
+
+
+_NONE_WAITING = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
+_ACCEPT_ERRORS = frozenset(
+    {errno.ECONNABORTED, errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+)
+"""Errors after which Twisted's port, too, stops accepting for this turn."""
 
 
 def _is_wildcard(address: IAddress) -> bool:

@@ -22,9 +22,10 @@ leave, so that reference counting frees it at once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from h2.events import WindowUpdated
+from twisted.internet.interfaces import IAddress
 from twisted.python.failure import Failure
 from twisted.web._http2 import H2Connection
 from twisted.web.http import _GenericHTTPChannelProtocol
@@ -114,7 +115,23 @@ def _channel(site: Site) -> Any:
 
 class StreamingSite(Site):
     """
-    A L{Site} whose HTTP/2 connections are L{StreamingH2Connection}s.
+    A L{Site} whose HTTP/2 connections are L{StreamingH2Connection}s, and
+    whose cleartext connections (on an L{sse_twisted.transport.eager}
+    port, which asks for them) are HTTP/1.x channels alone.
     """
 
     protocol = _channel
+
+    def buildCleartextProtocol(self, addr: IAddress) -> HeadChannel:
+        """
+        Build the channel of a connection that never starts TLS, so never
+        negotiates HTTP/2: a L{HeadChannel}, set up as C{buildProtocol}
+        sets up the one it wraps in the switch between the two.
+        """
+        channel: Any = HeadChannel()
+        channel.factory = self
+        channel.site = self
+        channel.requestFactory = self.requestFactory
+        channel.timeOut = self.timeOut
+        channel.callLater = self.reactor.callLater
+        return cast(HeadChannel, channel)

@@ -267,6 +267,14 @@ class SparingPort(tcp.Port):
 
     def doRead(self) -> None:
         super().doRead()
+        self.pause_if_exhausted()
+
+    def pause_if_exhausted(self) -> None:
+        """
+        Pause accepting if the accepts just made ran out of descriptors (or
+        of kernel memory), refusing the clients that wait; call it after
+        each round of accepts.
+        """
         error = self.socket.exhausted
         if error is not None:
             self.socket.exhausted = None
