@@ -16,9 +16,10 @@ $(BIN)/python:
 
 # compat mode: setuptools' default editable mode hides twisted/plugins from
 # Twisted's plugin discovery. The last line rebuilds Twisted's plugin cache.
-# The editable install also builds the compiled fan-out (sse_twisted/_fanout.c)
-# in place, so it is redone when that source changes.
-$(STAMP): $(BIN)/python setup.py pyproject.toml sse_twisted/_fanout.c
+# The editable install also builds the compiled parts (the fan-out's
+# sse_twisted/_fanout.c, the head parser's sse_twisted/transport/_head.c) in
+# place, so it is redone when their sources change.
+$(STAMP): $(BIN)/python setup.py pyproject.toml sse_twisted/_fanout.c sse_twisted/transport/_head.c
 	$(BIN)/pip install --quiet --config-settings editable_mode=compat -e '.[test]'
 	$(BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 	touch $@
@@ -75,12 +76,12 @@ docs: $(STAMP) $(INVENTORY)
 		--project-name=ssedemo --html-output=apidocs \
 		--intersphinx-file=$(INVENTORY)::$(TWISTED_API) sse_twisted
 
-# The whole suite runs twice: with the compiled fan-out (which must have been
-# built: the tests run where a C compiler is), then with the same fan-out in
-# Python (SSEDEMO_PURE_PYTHON=1), as where it cannot be built.
+# The whole suite runs twice: with the compiled parts (which must have been
+# built: the tests run where a C compiler is), then with the same work in
+# Python (SSEDEMO_PURE_PYTHON=1), as where they cannot be built.
 test: system-packages $(STAMP) lint docs
-	@$(BIN)/python -c "import sse_twisted._fanout" || { \
-		echo "The compiled fan-out was not built: is a C compiler installed?" >&2; exit 1; }
+	@$(BIN)/python -c "import sse_twisted._fanout, sse_twisted.transport._head" || { \
+		echo "The compiled parts were not built: is a C compiler installed?" >&2; exit 1; }
 	$(BIN)/pytest --cov=sse_twisted --cov-report=
 	SSEDEMO_PURE_PYTHON=1 $(BIN)/pytest --cov=sse_twisted --cov-append \
 		--cov-report=term-missing:skip-covered

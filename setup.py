@@ -34,19 +34,21 @@ setup(
     # a wheel copies the files in, so both install modes serve the page.
     package_data={
         "sse_twisted": ["static/*", "py.typed", "_fanout.pyi"],
+        "sse_twisted.transport": ["_head.pyi"],
         "twisted.plugins": ["ssedemo_plugin.py", "ssedemo_endpoints.py"],
     },
-    # The compiled send loop of the fan-out (limited API: one build serves
-    # every Python 3.11+). Optional: without a C compiler, ssedemo installs
-    # and runs the same fan-out in Python.
+    # The compiled send loop of the fan-out and the compiled request-head
+    # parser (limited API: one build serves every Python 3.11+). Optional:
+    # without a C compiler, ssedemo installs and does the same in Python.
     ext_modules=[
         Extension(
-            "sse_twisted._fanout",
-            ["sse_twisted/_fanout.c"],
+            f"sse_twisted.{path.removesuffix('.c').replace('/', '.')}",
+            [f"sse_twisted/{path}"],
             define_macros=[("Py_LIMITED_API", "0x030B0000")],
             py_limited_api=True,
             optional=True,
         )
+        for path in ("_fanout.c", "transport/_head.c")
     ],
     cmdclass={"build_ext": BuildFromScratch},
     options={"bdist_wheel": {"py_limited_api": "cp311"}},

@@ -3,10 +3,10 @@ Which fan-out runs: the compiled send loop, or the same fan-out in Python.
 
 The compiled one (L{sse_twisted.stream.StreamGroup} over
 C{sse_twisted._fanout}) runs wherever the extension was built, unless the
-environment variable C{SSEDEMO_PURE_PYTHON} is set (to anything but C{0});
-otherwise, and where it could not be built, the hub writes every stream in
-turn (L{sse_twisted.hub.SinkSet}). Both deliver the same bytes, in the same
-order, and count the same.
+environment variable C{SSEDEMO_PURE_PYTHON} turns the compiled parts off
+(L{sse_twisted.transport.compiled}); otherwise, and where it could not be
+built, the hub writes every stream in turn (L{sse_twisted.hub.SinkSet}).
+Both deliver the same bytes, in the same order, and count the same.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from functools import partial
 
 from sse_twisted.hub import SinkGroup, SinkSet
 from sse_twisted.stream import StreamGroup
-
-PURE_PYTHON = "SSEDEMO_PURE_PYTHON"
-"""The environment variable that forces the Python fan-out."""
+from sse_twisted.transport.compiled import PURE_PYTHON, pure_python
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ def choose_fanout(environ: Mapping[str, str] = os.environ) -> Fanout:
     @return: The compiled fan-out if it is built and not turned off, else
         the Python one.
     """
-    if environ.get(PURE_PYTHON, "0") not in ("", "0"):
+    if pure_python(environ):
         return Fanout("python", f"{PURE_PYTHON} is set", SinkSet)
     try:
         from sse_twisted._fanout import DirectSet, Lease

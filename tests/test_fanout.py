@@ -25,8 +25,9 @@ from twisted.internet.main import CONNECTION_LOST
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
-from sse_twisted.fanout import PURE_PYTHON, choose_fanout
+from sse_twisted.fanout import choose_fanout
 from sse_twisted.stream import EventStream, StreamGroup
+from sse_twisted.transport.compiled import PURE_PYTHON
 from sse_twisted.transport.eager import EagerServer
 
 _fanout = pytest.importorskip("sse_twisted._fanout")

@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web.http import HTTPChannel, Request
+from twisted.web.http_headers import _nameEncoder
 
+from sse_twisted.transport._head import parse_head as compiled_parse_head
 from sse_twisted.transport.http1 import HeadChannel, HTTPDate, StreamHead, parse_head
 
 Seen = tuple[bytes, bytes, bytes, list[tuple[bytes, list[bytes]]], bytes]
@@ -139,6 +141,49 @@ def test_same_as_twisted(case: tuple[list[bytes], tuple[int, int, int]]) -> None
     assert run(HeadChannel(), pieces, limits) == run(HTTPChannel(), pieces, limits)
 
 
+@settings(max_examples=1500, deadline=None)
+@given(cut())
+@example(([b"GET /sse HTTP/1.1\r\nA: 1\r\nB:\r\na: 2\r\n\r\nx"], (16384, 16384, 500)))
+@example(([b"GET /\xb0 HTTP/1.0\r\n\r\n"], (16384, 16384, 500)))
+@example(([b"GET /\xb1 HTTP/1.0\r\n\r\n"], (16384, 16384, 500)))
+@example(([b"\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n"], (16384, 16384, 500)))
+def test_compiled_parser_is_the_same(
+    case: tuple[list[bytes], tuple[int, int, int]],
+) -> None:
+    """
+    The compiled parser gives what L{parse_head} gives, for the first read
+    of any request cut anywhere, once the names are in the cache of
+    Twisted's name encoder (which L{parse_head} fills).
+    """
+    pieces, limits = case
+    data = pieces[0]
+    expected = parse_head(data, *limits)
+    names = _nameEncoder._canonicalHeaderCache
+    got = compiled_parse_head(names, data, *limits)
+    assert got == (None if expected is None else tuple(expected))
+    if expected is not None:
+        assert got is not None
+        assert list(got[3]) == list(expected.headers)
+
+
+def test_compiled_parser_leaves_unknown_names_to_twisted() -> None:
+    """
+    A name that Twisted's encoder has not checked yet (so not cached) makes
+    the compiled parser leave the head to Twisted's parser; a cached name
+    is given in its canonical case.
+    """
+    data = b"GET / HTTP/1.1\r\nx-never-seen: 1\r\n\r\n"
+    assert compiled_parse_head({}, data, 16384, 16384, 500) is None
+    names: dict[bytes | str, bytes] = {b"x-never-seen": b"X-Never-Seen"}
+    assert compiled_parse_head(names, data, 16384, 16384, 500) == (
+        b"GET",
+        b"/",
+        b"HTTP/1.1",
+        {b"X-Never-Seen": [b"1"]},
+        b"",
+    )
+
+
 def test_whole_head_parsed_at_once() -> None:
     """
     A whole head without a body is parsed in one step, duplicates and order
@@ -152,7 +197,8 @@ def test_whole_head_parsed_at_once() -> None:
     )
     assert head is not None
     assert head.method == b"GET" and head.target == b"/sse"
-    assert head.headers == [(b"X-A", b"1"), (b"Host", b"h"), (b"X-A", b"2")]
+    assert head.headers == {b"X-A": [b"1", b"2"], b"Host": [b"h"]}
+    assert list(head.headers) == [b"X-A", b"Host"]
     assert head.rest == b"GET /"
     for data in (
         b"GET /sse HTTP/1.1\r\nHost: h\r\n",

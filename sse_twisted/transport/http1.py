@@ -11,13 +11,15 @@ headers in one step. It stores exactly what Twisted's parser stores (each
 line is checked by Twisted's own functions); anything else (a head split
 across reads, a body, a folded or refused line, a limit exceeded, a request
 while another is handled) goes down Twisted's path unchanged, refusals
-included.
+included. The compiled C{sse_twisted.transport._head} parses as
+L{parse_head} does, where it was built (L{sse_twisted.transport.compiled}).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 from twisted.protocols.basic import LineReceiver
@@ -31,6 +33,8 @@ from twisted.web.http_headers import (
     _nameEncoder,  # Twisted's own header-name check and canonical case
 )
 from twisted.web.iweb import INonQueuedRequestFactory
+
+from sse_twisted.transport.compiled import pure_python
 
 _END_OF_HEAD = b"\r\n\r\n"
 _FOLDED = (b" ", b"\t")
@@ -46,8 +50,9 @@ class Head(NamedTuple):
     @ivar method: The method, such as C{b"GET"}.
     @ivar target: The request target, such as C{b"/sse?topic=a"}.
     @ivar version: C{b"HTTP/1.1"} or C{b"HTTP/1.0"}.
-    @ivar headers: The headers in order, names in Twisted's canonical case,
-        values stripped of surrounding blanks; duplicates kept.
+    @ivar headers: The headers as Twisted's L{Headers} stores them: each
+        name, in Twisted's canonical case and in the order first seen, to
+        its values in order, stripped of surrounding blanks.
     @ivar rest: The bytes after the head (a pipelined request, or part of
         one).
     """
@@ -55,7 +60,7 @@ class Head(NamedTuple):
     method: bytes
     target: bytes
     version: bytes
-    headers: list[tuple[bytes, bytes]]
+    headers: dict[bytes, list[bytes]]
     rest: bytes
 
 
@@ -92,7 +97,7 @@ def parse_head(
         method, target, version = _parseRequestLine(lines[0])
     except ValueError:
         return None
-    headers = []
+    headers: dict[bytes, list[bytes]] = {}
     for line in lines[1:]:
         if line.startswith(_FOLDED):
             return None
@@ -105,8 +110,29 @@ def parse_head(
             return None
         if name in _BODY_HEADERS:
             return None
-        headers.append((name, value.strip(b" \t")))
+        value = value.strip(b" \t")
+        values = headers.get(name)
+        if values is None:
+            headers[name] = [value]
+        else:
+            values.append(value)
     return Head(method, target, version, headers, data[end + 4 :])
+
+
+def _fastest_parser() -> Callable[[bytes, int, int, int], tuple[Any, ...] | None]:
+    """
+    @return: The compiled L{parse_head}, given the cache of Twisted's
+        header-name encoder (a name it has not checked yet leaves the head
+        to Twisted's parser, which checks and caches it); L{parse_head}
+        where it was not built or is turned off.
+    """
+    if pure_python():
+        return parse_head
+    try:
+        from sse_twisted.transport._head import parse_head as compiled
+    except ImportError:
+        return parse_head
+    return partial(compiled, _nameEncoder._canonicalHeaderCache)
 
 
 class HeadChannel(HTTPChannel):
@@ -115,9 +141,11 @@ class HeadChannel(HTTPChannel):
     arrives whole in one read and announces no body (L{parse_head}).
     """
 
+    _parse = staticmethod(_fastest_parser())
+
     def dataReceived(self, data: bytes) -> None:
         if self._at_request_start():
-            head = parse_head(
+            head = self._parse(
                 data, self.MAX_LENGTH, self.totalHeadersSize, self.maxHeaders
             )
             if head is not None:
@@ -144,14 +172,14 @@ class HeadChannel(HTTPChannel):
             and not transport.disconnecting  # type: ignore[attr-defined]
         )
 
-    def _take(self, head: Head) -> None:
+    def _take(self, head: tuple[Any, ...]) -> None:
         """
         Do what Twisted's channel does line by line for C{head}: make the
         request, store its headers, then handle it; then go on with the
         bytes after it, as Twisted's line receiver would.
         """
+        method, target, version, headers, self._buffer = head
         self._busyReceiving = True
-        self._buffer = head.rest
         try:
             factory = self.requestFactory
             if INonQueuedRequestFactory.providedBy(factory):
@@ -159,18 +187,12 @@ class HeadChannel(HTTPChannel):
             else:
                 request = factory(self, len(self.requests))
             self.requests.append(request)
-            self._command = head.method
-            self._path = head.target
-            self._version = head.version
+            self._command = method
+            self._path = target
+            self._version = version
             # Names are canonical and values hold no line break already
             # (parse_head): stored as Headers.addRawHeader would store them.
-            raw = request.requestHeaders._rawHeaders
-            for name, value in head.headers:
-                values = raw.get(name)
-                if values is None:
-                    raw[name] = [value]
-                else:
-                    values.append(value)
+            request.requestHeaders._rawHeaders = headers
             self.allHeadersReceived()
             self.allContentReceived()
         finally:
