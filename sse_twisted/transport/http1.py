@@ -35,6 +35,7 @@ from twisted.web.http_headers import (
 from twisted.web.iweb import INonQueuedRequestFactory
 
 from sse_twisted.transport.compiled import pure_python
+from sse_twisted.transport.idle import IdleTimeout
 
 _END_OF_HEAD = b"\r\n\r\n"
 _FOLDED = (b" ", b"\t")
@@ -135,10 +136,12 @@ def _fastest_parser() -> Callable[[bytes, int, int, int], tuple[Any, ...] | None
     return partial(compiled, _nameEncoder._canonicalHeaderCache)
 
 
-class HeadChannel(HTTPChannel):
+class HeadChannel(IdleTimeout, HTTPChannel):
     """
     Twisted's HTTP/1.x channel, taking a request head in one step when it
-    arrives whole in one read and announces no body (L{parse_head}).
+    arrives whole in one read and announces no body (L{parse_head}); given
+    L{idle_timers<IdleTimeout.idle_timers>}, it arms its idle timer only if
+    no request has come by the end of the turn.
     """
 
     _parse = staticmethod(_fastest_parser())

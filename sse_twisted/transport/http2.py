@@ -32,6 +32,7 @@ from twisted.web.http import _GenericHTTPChannelProtocol
 from twisted.web.server import Site
 
 from sse_twisted.transport.http1 import HeadChannel
+from sse_twisted.transport.idle import IdleTimers
 
 
 class StreamingH2Connection(H2Connection):
@@ -122,16 +123,24 @@ class StreamingSite(Site):
 
     protocol = _channel
 
+    _idle_timers: IdleTimers | None = None
+
     def buildCleartextProtocol(self, addr: IAddress) -> HeadChannel:
         """
         Build the channel of a connection that never starts TLS, so never
         negotiates HTTP/2: a L{HeadChannel}, set up as C{buildProtocol}
-        sets up the one it wraps in the switch between the two.
+        sets up the one it wraps in the switch between the two, whose idle
+        timer waits for the end of the turn (its request has usually been
+        read by then).
         """
+        timers = self._idle_timers
+        if timers is None:
+            timers = self._idle_timers = IdleTimers(self.reactor)
         channel: Any = HeadChannel()
         channel.factory = self
         channel.site = self
         channel.requestFactory = self.requestFactory
         channel.timeOut = self.timeOut
         channel.callLater = self.reactor.callLater
+        channel.idle_timers = timers
         return cast(HeadChannel, channel)
