@@ -11,7 +11,6 @@ from typing import Any
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web.http import HTTPChannel, Request
 from twisted.web.http_headers import _nameEncoder
@@ -206,23 +205,6 @@ def test_whole_head_parsed_at_once() -> None:
         b"GET / HTTP/1.1\r\nA: 1\r\n  2\r\n\r\n",
     ):
         assert parse_head(data, 16384, 16384, 500) is None
-
-
-def test_unfinished_head_times_out() -> None:
-    """
-    A head that never ends is timed out as by Twisted's channel.
-    """
-    clock = Clock()
-    channel = HeadChannel()
-    channel.timeOut = 60
-    channel.callLater = clock.callLater  # type: ignore[method-assign]
-    transport = StringTransport()
-    channel.makeConnection(transport)
-    channel.dataReceived(b"GET /sse HTTP/1.1\r\nHost: h\r\n")
-    clock.advance(59)
-    assert not transport.disconnecting
-    clock.advance(1)
-    assert transport.disconnecting
 
 
 def test_date_formatted_once_a_second() -> None:

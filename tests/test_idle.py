@@ -6,6 +6,7 @@ connection whose request came in the same turn.
 
 from __future__ import annotations
 
+import pytest
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import TimeoutMixin
@@ -17,21 +18,24 @@ from sse_twisted.transport.idle import IdleTimeout, IdleTimers
 REQUEST = b"GET /sse HTTP/1.1\r\nHost: h\r\n\r\n"
 
 
+KINDS = ["at the end of the turn", "at once", "twisted"]
+
+
 def channels(
-    clock: Clock, count: int, deferred: bool = True
+    clock: Clock, count: int, kind: str = KINDS[0]
 ) -> list[tuple[HTTPChannel, StringTransport]]:
     """
     C{count} HTTP channels connected in one turn, each with a 60 s idle
-    time-out: L{HeadChannel}s whose timers wait for the end of the turn,
-    or (C{deferred=False}) Twisted's own.
+    time-out: L{HeadChannel}s whose timers are armed at the end of the
+    turn, or at once (without L{IdleTimers}), or Twisted's own channels.
     """
     timers = IdleTimers(clock)
     made = []
     for _ in range(count):
-        channel = HeadChannel() if deferred else HTTPChannel()
+        channel = HTTPChannel() if kind == "twisted" else HeadChannel()
         channel.timeOut = 60
         channel.callLater = clock.callLater  # type: ignore[method-assign]
-        if deferred:
+        if kind == KINDS[0]:
             channel.idle_timers = timers  # type: ignore[attr-defined]
         transport = StringTransport()
         channel.makeConnection(transport)
@@ -39,20 +43,20 @@ def channels(
     return made
 
 
-def test_silent_connections_time_out_as_with_twisted() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_silent_connections_time_out_as_with_twisted(kind: str) -> None:
     """
     A connection that sends nothing is timed out after the time-out, to the
     second, as with Twisted's channel; one scheduled call arms the timers
     of a whole turn.
     """
-    for deferred in (True, False):
-        clock = Clock()
-        made = channels(clock, 3, deferred)
-        assert len(clock.getDelayedCalls()) == (1 if deferred else 3)
-        clock.advance(59)
-        assert not any(transport.disconnecting for _, transport in made)
-        clock.advance(1)
-        assert all(transport.disconnecting for _, transport in made)
+    clock = Clock()
+    made = channels(clock, 3, kind)
+    assert len(clock.getDelayedCalls()) == (1 if kind == KINDS[0] else 3)
+    clock.advance(59)
+    assert not any(transport.disconnecting for _, transport in made)
+    clock.advance(1)
+    assert all(transport.disconnecting for _, transport in made)
 
 
 def test_request_in_the_same_turn_makes_no_timer() -> None:
@@ -80,13 +84,14 @@ def test_request_in_the_same_turn_makes_no_timer() -> None:
     assert not transport.disconnecting
 
 
-def test_bytes_received_start_the_time_out_again() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_bytes_received_start_the_time_out_again(kind: str) -> None:
     """
     Bytes received (a head that is not whole yet) start the time-out again,
-    as with Twisted's channel, once the timer is armed.
+    as with Twisted's channel; a head that never ends is timed out.
     """
     clock = Clock()
-    [(channel, transport)] = channels(clock, 1)
+    [(channel, transport)] = channels(clock, 1, kind)
     clock.advance(30)
     channel.dataReceived(b"GET /sse HTTP/1.1\r\n")
     clock.advance(59)
