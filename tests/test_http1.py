@@ -7,15 +7,21 @@ a stream's head formatted in advance is what Twisted would have sent.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from twisted.internet.protocol import Factory
 from twisted.internet.testing import StringTransport
 from twisted.web.http import HTTPChannel, Request
 from twisted.web.http_headers import _nameEncoder
+from twisted.web.iweb import INonQueuedRequestFactory
+from zope.interface import provider
 
 from sse_twisted.transport._head import parse_head as compiled_parse_head
+from sse_twisted.transport.eager import EagerPort, EagerServer
 from sse_twisted.transport.http1 import HeadChannel, HTTPDate, StreamHead, parse_head
 
 Seen = tuple[bytes, bytes, bytes, list[tuple[bytes, list[bytes]]], bytes]
@@ -284,3 +290,80 @@ def test_stream_head_as_twisted_writes_it(
         reference.sentLength,
         reference.startedWriting,
     )
+
+
+class Unhashable:
+    """
+    A request factory that cannot be a dictionary key, taking the queue
+    position as Twisted passes it to factories that are not
+    L{INonQueuedRequestFactory}.
+    """
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        self.made: list[tuple[object, ...]] = []
+
+    def __call__(self, *args: object) -> Request:
+        self.made.append(args)
+        return Recorder(args[0])  # type: ignore[arg-type]
+
+
+@provider(INonQueuedRequestFactory)
+def non_queued(channel: HTTPChannel) -> Request:
+    """
+    A request factory that takes the channel alone.
+    """
+    return Recorder(channel)
+
+
+def test_request_factories_called_as_twisted_calls_them() -> None:
+    """
+    A factory that provides L{INonQueuedRequestFactory} gets the channel
+    alone, any other the channel and the queue position too, whether or not
+    it can be a dictionary key; each request is handled.
+    """
+    unhashable = Unhashable()
+    for factory in (non_queued, unhashable, non_queued, unhashable):
+        channel = HeadChannel()
+        channel.requestFactory = factory  # type: ignore[assignment]
+        channel.seen = []  # type: ignore[attr-defined]
+        channel.makeConnection(StringTransport())
+        channel.dataReceived(b"GET /sse HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert len(channel.seen) == 1  # type: ignore[attr-defined]
+    assert [len(args) for args in unhashable.made] == [2, 2]
+
+
+@pytest.mark.parametrize("kind", [HeadChannel, HTTPChannel])
+def test_connection_made_on_an_eager_port(reactor: Any, kind: type) -> None:
+    """
+    On an eager TCP connection, a L{HeadChannel} sets up what Twisted's
+    channel sets up: C{TCP_NODELAY}, the transport as its network producer,
+    itself as the transport's streaming producer.
+    """
+    made: list[HTTPChannel] = []
+
+    def build() -> HTTPChannel:
+        made.append(kind())
+        made[-1].timeOut = None
+        return made[-1]
+
+    port = EagerPort(
+        0, Factory.forProtocol(build), interface="127.0.0.1", reactor=reactor
+    )
+    port.startListening()
+    port.stopReading()
+    with socket.create_connection(("127.0.0.1", port.getHost().port)):
+        for _ in range(100):
+            port.doRead()
+            if made:
+                break
+        [channel] = made
+        transport = channel.transport
+        assert isinstance(transport, EagerServer)
+        assert transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert channel._networkProducer is transport  # type: ignore[attr-defined]
+        assert transport.producer is channel
+        assert transport.streamingProducer
+        transport.abortConnection()
+    port.stopListening()
