@@ -52,9 +52,10 @@ class Head(NamedTuple):
     @ivar method: The method, such as C{b"GET"}.
     @ivar target: The request target, such as C{b"/sse?topic=a"}.
     @ivar version: C{b"HTTP/1.1"} or C{b"HTTP/1.0"}.
-    @ivar headers: The headers as Twisted's L{Headers} stores them: each
-        name, in Twisted's canonical case and in the order first seen, to
-        its values in order, stripped of surrounding blanks.
+    @ivar headers: The headers as Twisted's
+        L{twisted.web.http_headers.Headers} stores them: each name, in
+        Twisted's canonical case and in the order first seen, to its values
+        in order, stripped of surrounding blanks.
     @ivar rest: The bytes after the head (a pipelined request, or part of
         one).
     """

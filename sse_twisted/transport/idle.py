@@ -60,7 +60,7 @@ class IdleTimeout:
     timer, when the protocol has L{idle_timers}, is armed at the end of the
     turn in which it was asked for, and only if still wanted.
 
-    @ivar idle_timers: Arms the timer at the end of the turn; L{None}, at
+    @ivar idle_timers: Arms the timer at the end of the turn; C{None}, at
         once (as C{TimeoutMixin}).
     """
 
@@ -75,7 +75,7 @@ class IdleTimeout:
         """
         Change the idle time-out, as C{TimeoutMixin.setTimeout}.
 
-        @param period: Seconds, or L{None} for no time-out.
+        @param period: Seconds, or C{None} for no time-out.
         @return: The previous period.
         """
         previous, self.timeOut = self.timeOut, period
