@@ -596,3 +596,50 @@ def test_accept_errors(
         for protocol in made:
             protocol.transport.loseConnection()
     port.stopListening()
+
+
+class CountingSetsockopt:
+    """
+    A socket's stand-in that counts C{setsockopt} calls and passes
+    everything on to the socket.
+    """
+
+    def __init__(self, real: socket.socket) -> None:
+        self.real = real
+        self.calls: list[tuple[int, int, int]] = []
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        self.calls.append((level, option, value))
+        self.real.setsockopt(level, option, value)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_tcp_nodelay_comes_from_the_listening_socket(reactor: Any) -> None:
+    """
+    The listening socket has C{TCP_NODELAY}, so accepted connections have it
+    from the start (Linux copies it): asking for it costs no system call;
+    turning it off and on again still does what it says.
+    """
+    port, made = listening_port(reactor)
+    assert port.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    with socket.create_connection(("127.0.0.1", port.getHost().port)):
+        accept(port, made, 1)
+        connection = made[0].transport
+        assert isinstance(connection, EagerServer)
+        real = connection.socket
+        counting = CountingSetsockopt(real)
+        connection.socket = counting  # type: ignore[assignment]
+        nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        connection.setTcpNoDelay(True)
+        assert counting.calls == []
+        assert real.getsockopt(*nodelay)
+        connection.setTcpNoDelay(False)
+        assert not real.getsockopt(*nodelay)
+        connection.setTcpNoDelay(True)
+        assert real.getsockopt(*nodelay)
+        assert counting.calls == [(*nodelay, False), (*nodelay, True)]
+        connection.socket = real
+        connection.loseConnection()
+    port.stopListening()

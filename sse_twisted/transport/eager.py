@@ -90,6 +90,7 @@ class EagerServer(tcp.Server):
     _peer: IAddress | None = None
     _held: list[bytes] | None = None
     _lease: DirectLease | None = None
+    _nodelay: bool | None = None
 
     def doRead(self) -> Any:
         self._held = []
@@ -113,6 +114,13 @@ class EagerServer(tcp.Server):
         if self._peer is None:
             self._peer = super().getPeer()
         return self._peer
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        # A socket accepted from a listening socket with TCP_NODELAY has it
+        # already (L{EagerPort}): no system call to set it again.
+        if bool(enabled) != self._nodelay:
+            super().setTcpNoDelay(enabled)
+            self._nodelay = bool(enabled)
 
     def write(self, data: bytes) -> None:
         if self._held is not None and not self.TLS:
@@ -283,6 +291,7 @@ class EagerPort(SparingPort):
         self.sessionno = session + 1
         connection = EagerServer(client, protocol, address, self, session, self.reactor)
         connection._peer = peer
+        connection._nodelay = self._nodelay_inherited(client)
         protocol.makeConnection(connection)
         if not connection.connected or connection.disconnecting:
             return
@@ -294,10 +303,31 @@ class EagerPort(SparingPort):
         if why:
             self.reactor._disconnectSelectable(connection, why, True)  # type: ignore[attr-defined]
 
+    _inherits_nodelay: bool | None = None
+
+    def _nodelay_inherited(self, client: socket.socket) -> bool | None:
+        """
+        @return: Whether C{client}, just accepted, has C{TCP_NODELAY} from
+            the listening socket (Linux gives it); asked of the first
+            connection only. C{None} if unknown.
+        """
+        if self._inherits_nodelay is None:
+            try:
+                self._inherits_nodelay = bool(
+                    client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                )
+            except OSError:
+                return None
+        return self._inherits_nodelay or None
+
     def startListening(self) -> None:
         super().startListening()
         host = self.getHost()
         self.local_address = None if _is_wildcard(host) else host
+        try:
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            self._inherits_nodelay = False
         factory: Any = self.factory
         self._build: Callable[[IAddress], IProtocol | None] = (
             factory.buildCleartextProtocol
