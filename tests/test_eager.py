@@ -643,3 +643,51 @@ def test_tcp_nodelay_comes_from_the_listening_socket(reactor: Any) -> None:
         connection.socket = real
         connection.loseConnection()
     port.stopListening()
+
+
+def test_refusals_do_not_keep_the_port_accepting(reactor: Any) -> None:
+    """
+    Connections the firewall refuses (C{EPERM}) count against the turn's
+    accepts, as with Twisted's port: a turn ends however many there are.
+    """
+    port, made = listening_port(reactor)
+    real = port.socket
+    listener = ScriptedListener(real, *[errno.EPERM] * 1000)
+    port.socket = listener
+    port.doRead()
+    port.socket = real
+    assert 0 < len(listener.script) < 1000
+    assert made == []
+    port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_ipv6_peer(reactor: Any) -> Generator[Any, Any, None]:
+    """
+    A connection accepted on an IPv6 socket reports its peer as Twisted's
+    port would: an IPv6 address with the client's port.
+    """
+    made: list[FirstBytes] = []
+
+    def build() -> FirstBytes:
+        made.append(FirstBytes())
+        return made[-1]
+
+    try:
+        port = EagerPort(
+            0, Factory.forProtocol(build), interface="::1", reactor=reactor
+        )
+        port.startListening()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    port.stopReading()
+    with socket.create_connection(("::1", port.getHost().port)) as client:
+        accept(port, made, 1)
+        peer = made[0].transport.getPeer()
+        assert (type(peer).__name__, peer.host, peer.port) == (
+            "IPv6Address",
+            "::1",
+            client.getsockname()[1],
+        )
+        made[0].transport.loseConnection()
+    yield port.stopListening()

@@ -244,7 +244,8 @@ class EagerPort(SparingPort):
         """
         accepted = 0
         try:
-            while accepted < self.numberAccepts:
+            # At most numberAccepts tries, refused ones included, as Twisted.
+            for _ in range(self.numberAccepts):
                 try:
                     client, address = self.socket.accept()
                 except OSError as e:
