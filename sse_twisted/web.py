@@ -230,7 +230,11 @@ class BodyLimitedRequest(Request):
         raw[b"Server"] = [server_version]
         raw[b"Date"] = [http_date()]
         self.prepath = []
-        self.postpath = [unquote_to_bytes(s) for s in self.path[1:].split(b"/")]
+        segments = self.path[1:].split(b"/")
+        # Unquoting changes only segments with a %: most paths have none.
+        self.postpath = (
+            [unquote_to_bytes(s) for s in segments] if b"%" in self.path else segments
+        )
         # Site.getResourceFor, for a root that is a leaf: the root.
         self.sitepath: list[bytes] = []
         try:

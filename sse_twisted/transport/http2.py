@@ -22,7 +22,9 @@ leave, so that reference counting frees it at once.
 
 from __future__ import annotations
 
-from typing import Any, cast
+import tempfile
+from io import BytesIO
+from typing import IO, Any, cast
 
 from h2.events import WindowUpdated
 from twisted.internet.interfaces import IAddress
@@ -110,6 +112,10 @@ class _Channel(_GenericHTTPChannelProtocol):
             self._channel.__class__ = StreamingH2Connection
 
 
+BODY_IN_MEMORY = 100_000
+"""Bodies announced shorter than this are kept in memory (Twisted's rule)."""
+
+
 def _channel(site: Site) -> Any:
     return _Channel(HeadChannel())
 
@@ -144,3 +150,18 @@ class StreamingSite(Site):
         channel.callLater = self.reactor.callLater
         channel.idle_timers = timers
         return cast(HeadChannel, channel)
+
+    def getContentFile(self, length: int | None) -> IO[bytes]:
+        """
+        Give a request the file its body is written to: memory for a body
+        announced under L{BODY_IN_MEMORY} bytes (any request without one),
+        else a temporary file, as Twisted's request chooses alone.
+        Twisted's request asks its site first; without this method each
+        request would raise and catch an C{AttributeError} to learn that
+        the site does not choose.
+
+        @param length: The length the request announced, if any.
+        """
+        if length is not None and length < BODY_IN_MEMORY:
+            return BytesIO()
+        return tempfile.TemporaryFile()
