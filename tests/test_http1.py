@@ -24,7 +24,8 @@ from sse_twisted.transport._head import parse_head as compiled_parse_head
 from sse_twisted.transport.eager import EagerPort, EagerServer
 from sse_twisted.transport.http1 import HeadChannel, HTTPDate, StreamHead, parse_head
 
-Seen = tuple[bytes, bytes, bytes, list[tuple[bytes, list[bytes]]], bytes]
+Headers = list[tuple[bytes, list[bytes]]]
+Seen = tuple[bytes, bytes, bytes, Headers, bytes, dict[bytes, bytes], bool]
 
 
 class Recorder(Request):
@@ -42,6 +43,8 @@ class Recorder(Request):
                 self.clientproto,
                 list(self.requestHeaders.getAllRawHeaders()),
                 self.content.read(),
+                self.received_cookies,
+                bool(self.channel.persistent),
             )
         )
         self.setHeader(b"Content-Length", b"2")
@@ -70,9 +73,28 @@ def run(
     return channel.seen, transport.value(), transport.disconnecting  # type: ignore[attr-defined]
 
 
-GOOD_NAMES = [b"Host", b"Accept", b"x-a", b"X-A", b"Expect", b"Connection", b"Te"]
+GOOD_NAMES = [
+    b"Host",
+    b"Accept",
+    b"x-a",
+    b"X-A",
+    b"Expect",
+    b"Connection",
+    b"Te",
+    b"Cookie",
+]
 ODD_NAMES = [b"Bad Name", b"", b"Content-Length", b"Transfer-Encoding", b"A\x00"]
-GOOD_VALUES = [b"v", b" v \t", b"", b"close", b"100-continue", b"3", b"a:b"]
+GOOD_VALUES = [
+    b"v",
+    b" v \t",
+    b"",
+    b"close",
+    b"100-continue",
+    b"3",
+    b"a:b",
+    b"a=1; b=2",
+    b"keep-alive",
+]
 ODD_VALUES = [b"a\nb", b"a\rb", b"\x00"]
 ODD_LINES = [b" folded", b"\tfold: ed", b"no colon", b"\r"]
 
@@ -135,10 +157,13 @@ def cut(draw: Any) -> tuple[list[bytes], tuple[int, int, int]]:
 @settings(max_examples=600, deadline=None)
 @given(cut())
 @example(([b"GET / HTTP/1.1\r\nA: 1\r\n\tB: 2\r\n\r\n"], (16384, 16384, 500)))
+@example(([b"GET / HTTP/1.1\r\nCookie: a=1; b=2\r\n\r\n"], (16384, 16384, 500)))
+@example(([b"GET / HTTP/1.0\r\nHost: h\r\n\r\n"], (16384, 16384, 500)))
 def test_same_as_twisted(case: tuple[list[bytes], tuple[int, int, int]]) -> None:
     """
     The same bytes, in the same reads, give the same requests (method,
-    target, version, headers with duplicates and order, body), the same
+    target, version, headers with duplicates and order, body, cookies,
+    whether the connection goes on), the same
     bytes written back (answers, C{100 Continue}, refusals) and the same
     closing as with Twisted's own channel.
     """

@@ -42,6 +42,8 @@ _END_OF_HEAD = b"\r\n\r\n"
 _FOLDED = (b" ", b"\t")
 _BODY_HEADERS = frozenset({b"Content-Length", b"Transfer-Encoding"})
 _CHUNKED = b"Transfer-Encoding: chunked\r\n"
+_HEADERS_ACTED_ON = frozenset({b"Cookie", b"Connection", b"Expect"})
+"""What Twisted's channel looks for once a request's headers are in."""
 
 
 class Head(NamedTuple):
@@ -229,7 +231,14 @@ class HeadChannel(IdleTimeout, HTTPChannel):
             # Names are canonical and values hold no line break already
             # (parse_head): stored as Headers.addRawHeader would store them.
             request.requestHeaders._rawHeaders = headers
-            self.allHeadersReceived()
+            if _HEADERS_ACTED_ON.isdisjoint(headers):
+                # HTTPChannel.allHeadersReceived where it finds none of
+                # them: no cookie to parse, no 100 Continue to send, and
+                # the connection goes on after an HTTP/1.1 request only.
+                self.persistent = version == b"HTTP/1.1"
+                request.gotLength(self.length)
+            else:
+                self.allHeadersReceived()
             self.allContentReceived()
         finally:
             self._busyReceiving = False
