@@ -392,3 +392,53 @@ def test_connection_made_on_an_eager_port(reactor: Any, kind: type) -> None:
         assert transport.streamingProducer
         transport.abortConnection()
     port.stopListening()
+
+
+class Holder(Request):
+    """
+    A request that is answered later, by the test: its method and target
+    are noted when it is handled.
+    """
+
+    def process(self) -> None:
+        self.channel.held.append(self)  # type: ignore[attr-defined]
+
+
+def held_then_answered(channel: HTTPChannel) -> tuple[int, list[bytes], bytes]:
+    """
+    Send two requests in two reads while the first is being answered, then
+    answer each request handled, in turn.
+
+    @return: How many requests were handled before the first was answered,
+        the targets in the order handled, and the bytes written.
+    """
+    channel.requestFactory = Holder  # type: ignore[assignment]
+    channel.held = []  # type: ignore[attr-defined]
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(b"GET /first HTTP/1.1\r\nHost: h\r\n\r\n")
+    channel.dataReceived(b"GET /second HTTP/1.1\r\nHost: h\r\n\r\n")
+    before = len(channel.held)  # type: ignore[attr-defined]
+    handled: list[bytes] = []
+    for _ in range(3):
+        if len(channel.held) == len(handled):  # type: ignore[attr-defined]
+            break
+        request = channel.held[len(handled)]  # type: ignore[attr-defined]
+        handled.append(request.uri)
+        request.setHeader(b"Content-Length", b"2")
+        request.write(b"ok")
+        request.finish()
+    return before, handled, transport.value()
+
+
+def test_request_arriving_while_one_is_answered_waits() -> None:
+    """
+    A request that arrives while the one before is still being answered is
+    handled once that one is finished, as by Twisted's channel.
+    """
+    _nameEncoder.encode(b"Host")  # known to the compiled parser too
+    before, handled, written = held_then_answered(HeadChannel())
+    assert before == 1
+    assert handled == [b"/first", b"/second"]
+    assert written.count(b"HTTP/1.1 200 OK") == 2
+    assert (before, handled, written) == held_then_answered(HTTPChannel())

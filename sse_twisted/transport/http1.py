@@ -225,9 +225,6 @@ class HeadChannel(IdleTimeout, HTTPChannel):
             else:
                 request = factory(self, len(self.requests))
             self.requests.append(request)
-            self._command = method
-            self._path = target
-            self._version = version
             # Names are canonical and values hold no line break already
             # (parse_head): stored as Headers.addRawHeader would store them.
             request.requestHeaders._rawHeaders = headers
@@ -238,8 +235,18 @@ class HeadChannel(IdleTimeout, HTTPChannel):
                 self.persistent = version == b"HTTP/1.1"
                 request.gotLength(self.length)
             else:
+                # It reads the request line where its parser stored it.
+                self._command, self._path, self._version = method, target, version
                 self.allHeadersReceived()
-            self.allContentReceived()
+                del self._command, self._path, self._version
+            # HTTPChannel.allContentReceived, less its resets of the state
+            # that its parser keeps per request, which a head taken whole
+            # leaves as they were at the request's start.
+            if self.timeOut:
+                self._savedTimeOut = self.setTimeout(None)
+            self._handlingRequest = True
+            self.setRawMode()
+            request.requestReceived(method, target, version)
         finally:
             self._busyReceiving = False
         transport = self.transport
