@@ -485,7 +485,10 @@ class SSEApp:
         return json_body(request, report)
 
     def _topics(self, request: IRequest) -> list[str]:
-        topics = [t.decode("utf-8", "replace") for t in request.args.get(b"topic", [])]
+        asked = request.args.get(b"topic")
+        if not asked:
+            return [DEFAULT_TOPIC]
+        topics = [t.decode("utf-8", "replace") for t in asked]
         if len(topics) > _MAX_TOPICS:
             raise RequestError(400, f"at most {_MAX_TOPICS} topics per stream")
         return [_checked_topic(topic) for topic in topics] or [DEFAULT_TOPIC]
