@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer
+from twisted.internet import defer, tcp
 from twisted.internet.endpoints import (
     AdoptedStreamServerEndpoint,
     TCP4ClientEndpoint,
@@ -25,6 +25,7 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
+from twisted.internet.testing import MemoryReactor
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
@@ -674,3 +675,60 @@ def test_ipv6_peer(reactor: Any) -> Generator[Any, Any, None]:
         )
         made[0].transport.loseConnection()
     yield port.stopListening()
+
+
+class Named(Protocol):
+    """
+    A protocol with a log prefix of its own.
+    """
+
+    def logPrefix(self) -> str:
+        return "named"
+
+
+@pytest.mark.parametrize("client", [("127.0.0.1", 4000), ("::1", 4000, 0, 0)])
+@pytest.mark.parametrize("listening", [True, False])
+@pytest.mark.parametrize("kind", [Protocol, Named])
+def test_connection_made_as_twisted_makes_it(
+    client: tuple[Any, ...], listening: bool, kind: type[Protocol]
+) -> None:
+    """
+    An L{EagerServer} starts in the state Twisted's server connection starts
+    in (attributes, non-blocking socket, watched for reading), and gives the
+    same log prefix and C{repr}, though it writes them only when asked.
+    """
+    reactor = MemoryReactor()
+    port = tcp.Port(0, Factory(), reactor=reactor) if listening else None
+    if port is not None:
+        port._realPortNumber = 8080
+    made: dict[type, tcp.Server] = {}
+    ends = []
+    for connection in (tcp.Server, EagerServer):
+        ours, theirs = socket.socketpair()
+        ends += [ours, theirs]
+        made[connection] = connection(ours, kind(), client, port, 7, reactor)  # type: ignore[arg-type]
+    twisted, eager = made[tcp.Server], made[EagerServer]
+    assert "logstr" not in vars(eager) and "repstr" not in vars(eager)
+    skipped = {"socket", "fileno", "protocol", "logstr", "repstr"}
+    skipped |= {"_named", "_named_kind"}
+    assert {k: v for k, v in vars(eager).items() if k not in skipped} == {
+        k: v for k, v in vars(twisted).items() if k not in skipped
+    }
+    assert type(eager.protocol) is type(twisted.protocol)
+    assert eager.fileno() == eager.socket.fileno()
+    assert eager.socket.gettimeout() == twisted.socket.gettimeout() == 0.0
+    assert not os.get_blocking(eager.fileno())
+    assert eager in reactor.readers and twisted in reactor.readers
+    assert eager.logPrefix() == twisted.logPrefix()
+    if listening:
+        assert repr(eager) == repr(twisted) == f"<{kind.__name__} #7 on 8080>"
+    eager.logstr, eager.repstr = "set,by,hand", "<set by hand>"
+    assert (eager.logPrefix(), repr(eager)) == ("set,by,hand", "<set by hand>")
+    ours, theirs = socket.socketpair()
+    ends.append(theirs)
+    lost = EagerServer(ours, kind(), client, port, 7, reactor)  # type: ignore[arg-type]
+    lost.connectionLost(Failure(ConnectionDone()))
+    assert lost._named is None and not hasattr(lost, "protocol")
+    assert lost.logPrefix() == twisted.logPrefix()
+    for end in ends:
+        end.close()

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from ipaddress import ip_address
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from twisted.internet import defer, tcp
+from twisted.internet import address, defer, tcp
 from twisted.internet.endpoints import (
     AdoptedStreamServerEndpoint,
     quoteStringArgument,
@@ -44,6 +44,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sse_twisted.transport.limits import SparingPort, bind_listening
@@ -84,6 +85,12 @@ class EagerServer(tcp.Server):
     Its descriptor can be lent (L{lease}) to the compiled fan-out, which
     sends to it directly while nothing is queued, and never once the socket
     is about to close.
+
+    Its log prefix and C{repr} are written when first asked for, from what
+    they were made of when it was made: Twisted's connection formats both
+    for every connection (and asks zope whether its protocol is a logging
+    context), a few percent of the cost of opening a stream, and nearly no
+    connection is ever logged about.
     """
 
     _host: IAddress | None = None
@@ -91,6 +98,81 @@ class EagerServer(tcp.Server):
     _held: list[bytes] | None = None
     _lease: DirectLease | None = None
     _nodelay: bool | None = None
+    _logstr: str | None = None
+    _repstr: str | None = None
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: IProtocol,
+        client: tuple[Any, ...],
+        server: tcp.Port | None,
+        sessionno: int,
+        reactor: Any,
+    ) -> None:
+        # What tcp.Server.__init__ does, through tcp.Connection's and
+        # FileDescriptor's, less the formatting of logstr and repstr.
+        if not reactor:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self._tempDataBuffer: list[bytes] = []
+        self._tempDataLen = 0
+        self.socket = sock
+        sock.setblocking(False)
+        self.fileno = sock.fileno
+        self.protocol = protocol
+        if len(client) != 2:
+            self._addressType = address.IPv6Address
+        self.server = server  # type: ignore[assignment]
+        self.client = client
+        self.sessionno = sessionno
+        self.hostname = client[0]
+        self._named: IProtocol | None = protocol
+        self._named_kind = type(protocol)
+        self.startReading()
+        self.connected = 1
+
+    @property
+    def logstr(self) -> str:
+        """
+        The prefix of log lines about this connection, as Twisted's.
+        """
+        if self._logstr is None:
+            self._logstr = self._log_prefix()
+        return self._logstr
+
+    @logstr.setter
+    def logstr(self, value: str) -> None:
+        self._logstr = value
+
+    def _log_prefix(self) -> str:
+        prefix = self._getLogPrefix(self._named)
+        return f"{prefix},{self.sessionno},{self.hostname}"
+
+    @property
+    def repstr(self) -> str:
+        """
+        This connection's C{repr}, as Twisted's.
+        """
+        if self._repstr is None:
+            port = "None" if self.server is None else self.server._realPortNumber
+            name = self._named_kind.__name__
+            self._repstr = f"<{name} #{self.sessionno} on {port}>"
+        return self._repstr
+
+    @repstr.setter
+    def repstr(self, value: str) -> None:
+        self._repstr = value
+
+    def connectionLost(self, reason: Failure) -> None:
+        # Twisted lets go of the protocol here, and so does this: its log
+        # prefix is written now if nothing asked for it yet (the reactor
+        # usually has, to report this very loss), so that it stays as it
+        # was made of.
+        if self._logstr is None:
+            self._logstr = self._log_prefix()
+        self._named = None
+        super().connectionLost(reason)
 
     def doRead(self) -> Any:
         self._held = []
