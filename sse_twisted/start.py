@@ -112,8 +112,11 @@ def _bare_names(request: IRequest) -> set[bytes]:
 
 
 def _last_event_id(request: IRequest) -> str | None:
-    header = request.getHeader("Last-Event-ID")
-    if header is None:
+    # Asked in bytes: an id that is not UTF-8 is any unknown id, not an error.
+    found = request.getHeader(b"Last-Event-ID")
+    if found is None:
         values = request.args.get(b"lastEventId")
-        header = values[-1].decode("utf-8", "replace") if values else None
-    return None if header is None else header[:_MAX_LAST_EVENT_ID]
+        found = values[-1] if values else None
+    if found is None:
+        return None
+    return found.decode("utf-8", "replace")[:_MAX_LAST_EVENT_ID]

@@ -375,6 +375,23 @@ def test_huge_last_event_id_gets_resync(hub_client: tuple[Client, Hub]) -> None:
     assert len(json.loads(payload)["lastEventId"]) == 256
 
 
+def test_last_event_id_not_utf8_gets_resync(hub_client: tuple[Client, Hub]) -> None:
+    """
+    An id that is not UTF-8, in the header or the query, is an id the server
+    does not know: the stream opens with a C{resync}, not an error.
+    """
+    client, hub = hub_client
+    hub.publish("e1")
+    for stream in (
+        client.open("GET", "/sse", headers={"Last-Event-ID": "\xff-1"}),
+        client.open("GET", "/sse?lastEventId=%FF-1"),
+    ):
+        [_, (kind, payload, _)] = events(stream)
+        assert kind == "resync"
+        assert json.loads(payload)["lastEventId"] == "\ufffd-1"
+    assert len(hub) == 2
+
+
 # Publish API
 
 
