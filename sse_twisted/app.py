@@ -56,6 +56,7 @@ from sse_twisted.web import (
     StreamFirst,
     decode_utf8,
     error_body,
+    header_text,
     json_body,
     media_type,
     parse_json,
@@ -497,7 +498,7 @@ class SSEApp:
         allowed = self.settings.cors_origins
         if not allowed:
             return
-        origin = request.getHeader("Origin")
+        origin = header_text(request, b"Origin")
         if origin is None:
             return
         request.setHeader("Vary", "Origin")

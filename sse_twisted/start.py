@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from twisted.web.iweb import IRequest
 
 from sse_twisted.log import Rewind
-from sse_twisted.web import RequestError
+from sse_twisted.web import RequestError, header_text
 
 MAX_REWIND_EVENTS = 100
 """The most events C{?rewind=N} asks for."""
@@ -112,11 +112,8 @@ def _bare_names(request: IRequest) -> set[bytes]:
 
 
 def _last_event_id(request: IRequest) -> str | None:
-    # Asked in bytes: an id that is not UTF-8 is any unknown id, not an error.
-    found = request.getHeader(b"Last-Event-ID")
+    found = header_text(request, b"Last-Event-ID")
     if found is None:
         values = request.args.get(b"lastEventId")
-        found = values[-1] if values else None
-    if found is None:
-        return None
-    return found.decode("utf-8", "replace")[:_MAX_LAST_EVENT_ID]
+        found = values[-1].decode("utf-8", "replace") if values else None
+    return None if found is None else found[:_MAX_LAST_EVENT_ID]

@@ -259,11 +259,25 @@ class StaticFiles(File):
         return NOT_FOUND
 
 
+def header_text(request: IRequest, name: bytes) -> str | None:
+    """
+    A request header's value as text. Asking Twisted with a C{str} name
+    decodes strictly, so a client sending bytes that are not UTF-8 would
+    make the request fail with a 500; here they are replaced, and the value
+    is simply not one the server knows.
+
+    @param name: The header's name.
+    @return: Its last value, decoded as UTF-8; C{None} if it is not there.
+    """
+    value = request.getHeader(name)
+    return None if value is None else value.decode("utf-8", "replace")
+
+
 def media_type(request: IRequest) -> str:
     """
     @return: The request's media type, lower case, without parameters.
     """
-    header = request.getHeader("Content-Type") or ""
+    header = header_text(request, b"Content-Type") or ""
     return header.partition(";")[0].strip().lower()
 
 

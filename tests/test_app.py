@@ -232,6 +232,17 @@ BAD_API_REQUESTS = [
     ),
     pytest.param("POST", "/api", b"{}", {}, 415, id="no-content-type"),
     pytest.param(
+        "POST",
+        "/api",
+        b"{}",
+        {"Content-Type": "application/json\xff"},
+        415,
+        id="content-type-not-utf8",
+    ),
+    pytest.param(
+        "POST", "/publish", b"{}", {"Content-Type": "\xff"}, 415, id="publish-not-utf8"
+    ),
+    pytest.param(
         "POST", "/api", b'{"a": "' + b"x" * 70000 + b'"}', JSON, 413, id="too-big"
     ),
     pytest.param(
@@ -552,6 +563,17 @@ def test_cors_other_origin_gets_nothing() -> None:
     assert response.header("access-control-allow-origin") is None
     stream = client.open("GET", "/sse", headers={"Origin": "https://b.example"})
     assert stream.response().header("access-control-allow-origin") is None
+
+
+def test_cors_origin_not_utf8_gets_nothing() -> None:
+    """
+    An C{Origin} that is not UTF-8 is an origin not listed, not an error.
+    """
+    client, _ = make_client(cors_origins=("https://a.example",))
+    stream = client.open("GET", "/sse", headers={"Origin": "https://\xff.example"})
+    response = stream.response()
+    assert response.status == 200
+    assert response.header("access-control-allow-origin") is None
 
 
 def test_cors_any_origin_without_credentials() -> None:
