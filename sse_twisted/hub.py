@@ -63,12 +63,17 @@ the C{lastEventId} the client sent.
 
 RETURN_CROWD = 50
 """
-Clients resuming within L{RETURN_WINDOW} that make a crowd (1,000 a
-second): the sign of a restart, after which every client comes back at once.
+Clients resuming within the current and the previous L{RETURN_WINDOW} that
+make a crowd (1,000 to 2,000 a second): the sign of a restart, after which
+every client comes back at once.
 """
 
-RETURN_WINDOW = 0.05
-"""The window, in seconds, in which resuming clients are counted."""
+RETURN_WINDOW = 0.025
+"""
+The window, in seconds, in which resuming clients are counted: a crowd has
+passed two windows after its last client, and held events are let go at the
+next check (one window apart).
+"""
 
 RETURN_HOLD = 0.5
 """
