@@ -10,6 +10,7 @@ part of accept(), recv() and send() included.
     .venv/bin/python bench/connect_cost.py                  # CPU µs per connect
     .venv/bin/python bench/connect_cost.py --profile        # Python calls, GC objects
     .venv/bin/python bench/connect_cost.py --instructions   # under valgrind
+    .venv/bin/python bench/connect_cost.py --resume ID      # streams resuming after ID
 
 Wall-clock figures on a shared machine move by ten percent from one run to
 the next. C{--instructions} counts the instructions executed in user space
@@ -37,7 +38,7 @@ import tempfile
 import time
 from typing import Any
 
-REQUEST = b"GET /sse HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n"
+REQUEST = b"GET /sse HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n%s\r\n"
 
 
 def serve() -> tuple[Any, Any, int]:
@@ -71,14 +72,23 @@ def serve() -> tuple[Any, Any, int]:
 
 
 def open_streams(
-    reactor: Any, hub: Any, port: int, count: int, batch: int, profile: Any = None
+    reactor: Any,
+    hub: Any,
+    port: int,
+    count: int,
+    batch: int,
+    profile: Any = None,
+    resume: str | None = None,
 ) -> tuple[list[socket.socket], float]:
     """
-    Open C{count} streams, C{batch} connects at a time.
+    Open C{count} streams, C{batch} connects at a time, each resuming after
+    C{resume} if given (as after a restart: with the in-memory log, each
+    gets a C{resync}).
 
     @return: The clients' sockets and the server's CPU seconds.
     """
-    request = REQUEST % f"127.0.0.1:{port}".encode()
+    extra = b"" if resume is None else b"Last-Event-ID: %s\r\n" % resume.encode()
+    request = REQUEST % (f"127.0.0.1:{port}".encode(), extra)
     clients: list[socket.socket] = []
     base = len(hub)
     cpu = 0.0
@@ -109,11 +119,13 @@ def close(reactor: Any, hub: Any, clients: list[socket.socket]) -> None:
         reactor.iterate(0.001)
 
 
-def instructions(connects: int) -> int:
+def instructions(connects: int, resume: str | None) -> int:
     """
     @return: The user-space instructions of a run of this script that opens
-        C{connects} streams, counted by callgrind.
+        C{connects} streams (resuming after C{resume}, if given), counted by
+        callgrind.
     """
+    more = [] if resume is None else ["--resume", resume]
     with tempfile.TemporaryDirectory() as scratch:
         run = subprocess.run(
             [
@@ -129,6 +141,7 @@ def instructions(connects: int) -> int:
                 "--batch",
                 "100",
                 "--keep-open",
+                *more,
             ],
             env={**os.environ, "PYTHONHASHSEED": "0"},
             capture_output=True,
@@ -148,19 +161,24 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--resume", metavar="ID", help="streams resume after ID")
     parser.add_argument("--keep-open", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.instructions:
-        small, large = instructions(100), instructions(2100)
+        small, large = instructions(100, args.resume), instructions(2100, args.resume)
         print(f"user-space instructions per new stream: {(large - small) / 2000:,.0f}")
         return
     reactor, hub, port = serve()
     if args.profile:
-        clients, _ = open_streams(reactor, hub, port, 500, args.batch)
+        clients, _ = open_streams(
+            reactor, hub, port, 500, args.batch, None, args.resume
+        )
         gc.collect()
         before = len(gc.get_objects())
         profile = cProfile.Profile()
-        more, _ = open_streams(reactor, hub, port, args.connects, args.batch, profile)
+        more, _ = open_streams(
+            reactor, hub, port, args.connects, args.batch, profile, args.resume
+        )
         gc.collect()
         tracked = (len(gc.get_objects()) - before) / args.connects - 1  # the client
         calls = pstats.Stats(profile).total_calls / args.connects  # type: ignore[attr-defined]
@@ -170,7 +188,9 @@ def main() -> None:
         return
     figures = []
     for _ in range(args.repeat):
-        clients, cpu = open_streams(reactor, hub, port, args.connects, args.batch)
+        clients, cpu = open_streams(
+            reactor, hub, port, args.connects, args.batch, None, args.resume
+        )
         figures.append(cpu / args.connects * 1e6)
         if args.keep_open:
             os._exit(0)

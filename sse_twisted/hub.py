@@ -361,6 +361,7 @@ class Hub:
         self._report: IDelayedCall | None = None
         self._resyncs = LogSummary(clock, self._log_resyncs)
         self._resynced_after = ""
+        self._resync_wire: tuple[str, str | None, bytes] = ("", None, b"")
         self._returning = _ReturnCount()
         self._crowd_hold = crowd_hold
         self._held: list[_Held] = []
@@ -873,8 +874,18 @@ class Hub:
         )
 
     def _resync_event(self, last_event_id: str) -> bytes:
-        return encode_event(
-            json.dumps({"lastEventId": last_event_id}),
-            event=RESYNC_EVENT,
-            id=self.last_id or "",
-        )
+        """
+        @return: The L{RESYNC_EVENT} for a stream that resumed after
+            C{last_event_id}, encoded once for all such streams until the
+            log moves on: after a restart, every client sends the same id.
+        """
+        after, last_id, wire = self._resync_wire
+        if (after, last_id) != (last_event_id, self.last_id) or not wire:
+            last_id = self.last_id
+            wire = encode_event(
+                json.dumps({"lastEventId": last_event_id}),
+                event=RESYNC_EVENT,
+                id=last_id or "",
+            )
+            self._resync_wire = (last_event_id, last_id, wire)
+        return wire

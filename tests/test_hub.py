@@ -267,6 +267,27 @@ def test_stale_or_unknown_id_gets_a_resync_event(last_event_id: str) -> None:
     assert sink.data()[-1] == "live"
 
 
+def test_each_resync_names_its_id_and_the_newest() -> None:
+    """
+    Streams told to resync one after another each get their own id back
+    and the newest id of the moment, whether or not the one before asked
+    with the same id, before and after the log moves on.
+    """
+    hub, _ = make_hub(history=0)
+
+    def resync(after: str) -> tuple[str, str]:
+        sink = FakeSink()
+        hub.subscribe(sink, last_event_id=after)
+        [(kind, data, event_id)] = sink.events()
+        assert kind == RESYNC_EVENT
+        return json.loads(data)["lastEventId"], event_id
+
+    before = [resync("old-1"), resync("old-1"), resync("old-2")]
+    assert before == [("old-1", ""), ("old-1", ""), ("old-2", "")]
+    hub.publish("moved on")
+    assert [resync("old-2"), resync("old-1")] == [("old-2", "t-1"), ("old-1", "t-1")]
+
+
 def test_oldest_event_still_in_history_resumes() -> None:
     """
     The boundary: resuming just before the oldest kept event is lossless.
