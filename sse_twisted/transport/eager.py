@@ -87,10 +87,11 @@ class EagerServer(tcp.Server):
     is about to close.
 
     Its log prefix and C{repr} are written when first asked for, from what
-    they were made of when it was made: Twisted's connection formats both
-    for every connection (and asks zope whether its protocol is a logging
-    context), a few percent of the cost of opening a stream, and nearly no
-    connection is ever logged about.
+    they were made of when it was made. Twisted's connection formats both
+    as it is made (and asks zope whether its protocol is a logging
+    context), a few percent of the cost of opening a stream; here that
+    waits until the reactor first reports an event on the connection
+    (often its end), so a crowd of streams opens without it.
     """
 
     _host: IAddress | None = None
