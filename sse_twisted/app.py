@@ -492,7 +492,7 @@ class SSEApp:
         topics = [t.decode("utf-8", "replace") for t in asked]
         if len(topics) > _MAX_TOPICS:
             raise RequestError(400, f"at most {_MAX_TOPICS} topics per stream")
-        return [_checked_topic(topic) for topic in topics] or [DEFAULT_TOPIC]
+        return [_checked_topic(topic) for topic in topics]
 
     def _allow_cors(self, request: IRequest, preflight: bool = False) -> None:
         allowed = self.settings.cors_origins
