@@ -254,9 +254,23 @@ class StaticFiles(File):
     """
 
     childNotFound = NOT_FOUND  # type: ignore[assignment]
+    _log = Logger()
 
     def directoryListing(self) -> Resource:
         return NOT_FOUND
+
+    def makeProducer(self, request: Any, file_for_reading: Any) -> Any:
+        # Twisted ignores a malformed Range header (the whole file is sent)
+        # but, as of 26.10, logs it decoded strictly: one that is not UTF-8
+        # failed the request with a 500. A range is ASCII or malformed, so
+        # such a header is ignored here, and logged as bytes.
+        byte_range = request.getHeader(b"Range")
+        if byte_range is not None and not byte_range.isascii():
+            self._log.info(
+                "Ignoring malformed Range header {range!r}", range=byte_range
+            )
+            request.requestHeaders.removeHeader(b"Range")
+        return super().makeProducer(request, file_for_reading)
 
 
 def header_text(request: IRequest, name: bytes) -> str | None:

@@ -206,6 +206,27 @@ def test_page_is_served(server: Server) -> Generator[Any, Any, None]:
 
 
 @pytest_twisted.inlineCallbacks
+def test_range_header_not_ascii_gets_the_whole_page(
+    server: Server,
+) -> Generator[Any, Any, None]:
+    """
+    A C{Range} header that is not ASCII is malformed and ignored, as Twisted
+    ignores malformed ones: the whole page, not a 500; a good range still
+    gets its part.
+    """
+    answers = []
+    for byte_range in (b"\xff", b"bytes=\xff-1", b"bytes=0-4"):
+        head = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+        client = yield server.connect(head + b"Range: " + byte_range + b"\r\n\r\n")
+        yield client.lost.addTimeout(TIMEOUT, reactor_())
+        answers.append(parse_response(client.received))
+    whole, also_whole, part = answers
+    assert (whole.status, also_whole.status, part.status) == (200, 200, 206)
+    assert b"Send Message" in whole.body and whole.body == also_whole.body
+    assert part.body == whole.body[:5]
+
+
+@pytest_twisted.inlineCallbacks
 def test_stream_greets_then_heartbeats(server: Server) -> Generator[Any, Any, None]:
     client = yield server.stream()
     yield client.wait_for_events(2)
