@@ -120,12 +120,27 @@ class StreamFirst(Resource):
 
     def render(self, request: Request) -> bytes | int:
         if request.method not in (b"GET", b"HEAD") or request.path != b"/sse":
+            if not _unquotes_to_utf8(request.path):
+                # Klein answers these too, but in plain text and with a
+                # traceback in the log for each.
+                return RequestError(400, "the URL's path is not UTF-8").render(request)
             return self._routes.render(request)
         try:
             self._open_stream(request)
         except RequestError as error:
             return error.render(request)
         return NOT_DONE_YET
+
+
+def _unquotes_to_utf8(path: bytes) -> bool:
+    """
+    @return: Whether C{path}, once %-unquoted, is UTF-8.
+    """
+    try:
+        unquote_to_bytes(path).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 _UNLOGGED = "_ssedemo_unlogged"

@@ -14,6 +14,7 @@ import pytest
 from memory_http import Client, Connection
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.python.filepath import FilePath
 from twisted.web.server import Site
 
@@ -256,6 +257,8 @@ BAD_API_REQUESTS = [
     pytest.param("GET", "/publish", b"", {}, 405, id="get-publish"),
     pytest.param("POST", "/nope/deeper", b"{}", JSON, 404, id="post-unknown"),
     pytest.param("GET", "/api/nope", b"", {}, 404, id="unknown-path"),
+    pytest.param("GET", "/sse%FF", b"", {}, 400, id="path-not-utf8"),
+    pytest.param("POST", "/publish%C3", b"{}", JSON, 400, id="post-path-not-utf8"),
 ]
 
 
@@ -384,6 +387,21 @@ def test_huge_last_event_id_gets_resync(hub_client: tuple[Client, Hub]) -> None:
     [_, (kind, payload, _)] = events(stream)
     assert kind == "resync"
     assert len(json.loads(payload)["lastEventId"]) == 256
+
+
+def test_path_not_utf8_is_refused_without_a_traceback(client: Client) -> None:
+    """
+    A path that is not UTF-8 once unquoted gets a JSON 400, and the log no
+    failure (Klein, left to it, logs a traceback for each).
+    """
+    with capturedLogs() as events:
+        response = client.request("GET", "/sse%FF")
+    assert (response.status, json.loads(response.body)) == (
+        400,
+        {"error": "the URL's path is not UTF-8"},
+    )
+    assert not [event for event in events if "log_failure" in event]
+    assert client.request("GET", "/%C3%A9t%C3%A9").status == 404  # UTF-8: routed
 
 
 def test_last_event_id_not_utf8_gets_resync(hub_client: tuple[Client, Hub]) -> None:
