@@ -27,6 +27,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import capturedLogs, formatEvent
+from twisted.python import log as legacy_log
 from twisted.python.failure import Failure
 
 from sse_twisted.transport.eager import (
@@ -732,3 +733,39 @@ def test_connection_made_as_twisted_makes_it(
     assert lost.logPrefix() == twisted.logPrefix()
     for end in ends:
         end.close()
+
+
+class LogsWhatItReads(Protocol):
+    """
+    Logs through Twisted's legacy log, as much of Twisted's own code does.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        legacy_log.msg(f"read {data!r}")
+
+
+def test_a_connection_read_when_accepted_logs_as_itself(reactor: Any) -> None:
+    """
+    A connection read as soon as it is accepted is read in its own log
+    context, as the reactor reads it later: what is logged meanwhile
+    names the connection (protocol, session, peer), not the port; after
+    the turn, the log context is the caller's again.
+    """
+    port = EagerPort(
+        0, Factory.forProtocol(LogsWhatItReads), interface="127.0.0.1", reactor=reactor
+    )
+    port.startListening()
+    port.stopReading()
+    systems: list[str] = []
+    with socket.create_connection(("127.0.0.1", port.getHost().port)) as client:
+        client.sendall(b"first")
+        with capturedLogs() as events:
+            for _ in range(100):
+                port.doRead()
+                if any("read" in formatEvent(e) for e in events):
+                    break
+            legacy_log.msg("about the port")
+        systems = [e["log_system"] for e in events if "log_system" in e]
+    port.stopListening()
+    assert systems[0] == f"LogsWhatItReads,{port.sessionno - 1},127.0.0.1"
+    assert systems[-1] == "-"
