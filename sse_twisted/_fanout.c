@@ -38,6 +38,7 @@
 #define HOLD_REVOKED 4
 
 static PyTypeObject *LeaseType;
+static PyObject *fileno_name; /* "fileno" */
 
 /* Lease */
 
@@ -52,9 +53,13 @@ static PyObject *Lease_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"socket", NULL};
     PyObject *sock;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:Lease", names, &sock))
+    /* Lease(sock), made for every stream, skips the keyword parser. */
+    if (kwds == NULL && PyTuple_Size(args) == 1)
+        sock = PyTuple_GetItem(args, 0);
+    else if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:Lease", names, &sock))
         return NULL;
-    PyObject *number = PyObject_CallMethod(sock, "fileno", NULL);
+    /* By an interned name, which the type's method cache knows. */
+    PyObject *number = PyObject_CallMethodObjArgs(sock, fileno_name, NULL);
     if (number == NULL)
         return NULL;
     long fd = PyLong_AsLong(number);
@@ -424,6 +429,9 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__fanout(void)
 {
+    fileno_name = PyUnicode_InternFromString("fileno");
+    if (fileno_name == NULL)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;

@@ -69,6 +69,18 @@ def test_lease_starts_held_back_and_never_sends_once_revoked() -> None:
     a.close(), b.close()
 
 
+def test_lease_takes_its_socket_by_name_too() -> None:
+    a, b = socket_pair()
+    assert Lease(socket=a).fd == a.fileno()
+    with pytest.raises(TypeError):
+        Lease()
+    with pytest.raises(TypeError):
+        Lease(a, b)
+    with pytest.raises(AttributeError, match="fileno"):
+        Lease(object())
+    a.close(), b.close()
+
+
 def test_lease_refuses_a_closed_socket() -> None:
     a, b = socket_pair()
     a.close()
