@@ -56,7 +56,9 @@ def stream_start(request: IRequest) -> Start:
     @raise RequestError: 400, if C{rewind} or C{snapshot} is malformed,
         given twice, or both are given.
     """
-    if not request.args and b"?" not in request.uri:
+    # find, not "in": a bytes "in" tries the operand as an int first, and
+    # raises and drops a TypeError for every stream.
+    if not request.args and request.uri.find(b"?") < 0:
         last_event_id = _last_event_id(request)
         return FROM_NOW if last_event_id is None else Start(last_event_id)
     rewinds = request.args.get(b"rewind")

@@ -247,8 +247,11 @@ class BodyLimitedRequest(Request):
         self.prepath = []
         segments = self.path[1:].split(b"/")
         # Unquoting changes only segments with a %: most paths have none.
+        # (find, as in stream_start: a bytes "in" raises a TypeError first.)
         self.postpath = (
-            [unquote_to_bytes(s) for s in segments] if b"%" in self.path else segments
+            [unquote_to_bytes(s) for s in segments]
+            if self.path.find(b"%") >= 0
+            else segments
         )
         # Site.getResourceFor, for a root that is a leaf: the root.
         self.sitepath: list[bytes] = []
