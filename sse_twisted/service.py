@@ -69,14 +69,21 @@ class StreamCloser(Service):
 
 class GarbageCollectorTuning(Service):
     """
-    Makes Python's full garbage collections rarer while the server runs.
+    Makes Python's garbage collections walk the long-lived heap less while
+    the server runs.
 
-    Every open stream is a hundred or so long-lived objects, and each full
-    collection walks all of them: with ten thousand streams, full
-    collections were a third of the CPU spent opening a stream. Young
-    collections run as usual, so short-lived cycles are still freed
-    promptly; only the walks over the long-lived heap become ten times
-    rarer. The objects loaded at start-up are frozen out of the walks.
+    Every open stream is a hundred or so long-lived objects. By default,
+    an object that outlives a young collection is walked again in a middle
+    one before it reaches the oldest generation, and each full collection
+    walks all of them: with ten thousand streams, full collections were a
+    third of the CPU spent opening a stream. Here every other collection
+    is a middle one (its threshold is 0), which sends what it finds alive
+    straight to the oldest generation: a stream's objects are walked one
+    and a half times on their way on average, not twice (2 % of the cost
+    of opening a stream). Full collections are ten times rarer than by
+    default, counted in young collections. Short-lived cycles are still
+    freed by the first collection that finds them dead. The objects loaded
+    at start-up are frozen out of the walks.
     """
 
     def __init__(self, full_collection_factor: int = 10) -> None:
@@ -92,7 +99,10 @@ class GarbageCollectorTuning(Service):
         self._saved = gc.get_threshold()
         young, middle, full = self._saved
         gc.freeze()
-        gc.set_threshold(young, middle, full * self._factor)
+        # By default a full collection comes after `full` middle ones, each
+        # after `middle + 1` young ones; now every other one is a middle one.
+        # Full ones as many collections apart as by default, times the factor:
+        gc.set_threshold(young, 0, full * (middle + 1) * self._factor // 2)
 
     def stopService(self) -> None:
         super().stopService()
