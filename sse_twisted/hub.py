@@ -63,16 +63,15 @@ the C{lastEventId} the client sent.
 
 RETURN_CROWD = 50
 """
-Clients resuming within the current and the previous L{RETURN_WINDOW} that
-make a crowd (1,000 to 2,000 a second): the sign of a restart, after which
-every client comes back at once.
+Clients resuming within L{RETURN_WINDOW} that make a crowd (2,000 a second):
+the sign of a restart, after which every client comes back at once.
 """
 
 RETURN_WINDOW = 0.025
 """
-The window, in seconds, in which resuming clients are counted: a crowd has
-passed two windows after its last client, and held events are let go at the
-next check (one window apart).
+The window, in seconds, in which L{RETURN_CROWD} resuming clients make a
+crowd: a crowd has passed once the last L{RETURN_CROWD} clients did not all
+come back within the last window, at most that long after its last client.
 """
 
 RETURN_HOLD = 0.5
@@ -256,36 +255,36 @@ class _Held:
 
 class _ReturnCount:
     """
-    Counts resuming clients in windows of L{RETURN_WINDOW} seconds: a crowd
-    is L{RETURN_CROWD} of them in the current window or the one before.
+    Remembers when the last L{RETURN_CROWD} clients resumed: they are a
+    crowd while all of them came back within the last L{RETURN_WINDOW}.
     """
 
-    __slots__ = ("_count", "_previous", "_since")
+    __slots__ = ("_oldest", "_times")
 
     def __init__(self) -> None:
-        self._since = float("-inf")
-        self._count = self._previous = 0
+        self._times = [float("-inf")] * RETURN_CROWD
+        self._oldest = 0
 
     def add(self, now: float) -> None:
         """
         Count one client resuming at C{now}.
         """
-        self._roll(now)
-        self._count += 1
+        self._times[self._oldest] = now
+        self._oldest = (self._oldest + 1) % RETURN_CROWD
+
+    def passes(self) -> float:
+        """
+        @return: When the crowd passes if no other client resumes: a window
+            after the oldest of the last L{RETURN_CROWD} (in the past if
+            they are no crowd).
+        """
+        return self._times[self._oldest] + RETURN_WINDOW
 
     def crowded(self, now: float) -> bool:
         """
         @return: Whether a crowd is coming back at C{now}.
         """
-        self._roll(now)
-        return self._count + self._previous >= RETURN_CROWD
-
-    def _roll(self, now: float) -> None:
-        elapsed = now - self._since
-        if elapsed >= RETURN_WINDOW:
-            self._previous = self._count if elapsed < 2 * RETURN_WINDOW else 0
-            self._count = 0
-            self._since = now
+        return now < self.passes()
 
 
 @dataclass(slots=True)
@@ -764,11 +763,20 @@ class Hub:
         @return: How many streams it is for.
         """
         if not self._held:
-            self._held_since = self._clock.seconds()
-            self._release = self._clock.callLater(RETURN_WINDOW, self._maybe_release)
+            now = self._held_since = self._clock.seconds()
+            self._release = self._clock.callLater(
+                self._release_delay(now, self._crowd_hold), self._maybe_release
+            )
         self._held.append(held)
         group = self._subscribers.get(held.topic)
         return (len(group) if group else 0) + self._joining_topics.get(held.topic, 0)
+
+    def _release_delay(self, now: float, left: float) -> float:
+        """
+        @return: How long from C{now} until the crowd has passed, if no
+            other client resumes meanwhile, or C{left} if sooner.
+        """
+        return max(0.0, min(self._returning.passes() - now, left))
 
     def _maybe_release(self) -> None:
         self._release = None
@@ -776,7 +784,7 @@ class Hub:
         left = self._held_since + self._crowd_hold - now
         if left > 0 and self._returning.crowded(now):
             self._release = self._clock.callLater(
-                min(RETURN_WINDOW, left), self._maybe_release
+                self._release_delay(now, left), self._maybe_release
             )
         else:
             self.release_held()
@@ -798,13 +806,21 @@ class Hub:
             self._fan_out(*run)
         started = perf_counter()
         delivered = 0
+        # Streams that came back at the same point of the hold, for the same
+        # topics, are owed the same writes: made once for all of them.
+        owed: dict[tuple[int, tuple[str, ...]], list[_Run]] = {}
         for sink, had in joining.items():
             subscription = self._subscriptions.get(sink)
             if subscription is None:
                 continue  # gone while the others were written
             topics = subscription.topics
+            runs = owed.get((had, topics))
+            if runs is None:
+                runs = owed[had, topics] = list(
+                    _runs(h for h in held[had:] if h.topic in topics)
+                )
             try:
-                for run in _runs(h for h in held[had:] if h.topic in topics):
+                for run in runs:
                     if run.conflate is None:
                         sink.write(run.wire)
                     else:

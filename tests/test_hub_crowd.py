@@ -77,9 +77,9 @@ def test_live_events_wait_while_a_crowd_comes_back() -> None:
     late = Sink()
     hub.subscribe(late, last_event_id=first)  # replays t-2
     hub.publish("3")
-    clock.advance(RETURN_WINDOW)
-    assert staying.ids() == ["t-1"]  # the crowd was in the window before
-    clock.pump([RETURN_WINDOW] * 3)
+    clock.advance(RETURN_WINDOW * 0.99)
+    assert staying.ids() == ["t-1"]  # the crowd came within the window
+    clock.advance(RETURN_WINDOW * 0.01)  # a window after: it has passed
     assert staying.ids() == ["t-1", "t-2", "t-3"]
     assert staying.writes[1] == b"".join(staying.writes[1:])  # one write
     assert all(sink.ids() == ["t-2", "t-3"] for sink in returning)
@@ -105,6 +105,40 @@ def test_hold_ends_after_the_longest_hold_while_the_crowd_goes_on() -> None:
         crowd_returns(hub, first)
     assert staying.ids() == ["t-1", "t-2"]
     assert RETURN_HOLD - RETURN_WINDOW <= waited <= RETURN_HOLD + RETURN_WINDOW
+
+
+def test_a_crowd_passes_a_window_after_its_last_clients() -> None:
+    """
+    Held events go out once the last L{RETURN_CROWD} clients to resume did
+    not all come back within the last L{RETURN_WINDOW}: a crowd that keeps
+    coming keeps them held, and they go out as soon as it stops.
+    """
+    hub, clock = make_hub()
+    staying, first = publish_while_a_crowd_returns(hub)
+    for _ in range(4):
+        clock.advance(RETURN_WINDOW * 0.75)
+        crowd_returns(hub, first)
+        assert staying.ids() == ["t-1"]
+    clock.advance(RETURN_WINDOW * 0.99)
+    assert staying.ids() == ["t-1"]
+    clock.advance(RETURN_WINDOW * 0.01)
+    assert staying.ids() == ["t-1", "t-2"]
+
+
+def test_clients_resuming_slower_than_a_crowd_hold_nothing() -> None:
+    """
+    L{RETURN_CROWD} clients resuming over more than L{RETURN_WINDOW} are
+    no crowd: events published meanwhile go out at once.
+    """
+    hub, clock = make_hub()
+    staying = Sink()
+    hub.subscribe(staying)
+    first = hub.publish("1").id
+    for _ in range(RETURN_CROWD):
+        hub.subscribe(Sink(), last_event_id=first)
+        clock.advance(RETURN_WINDOW / (RETURN_CROWD - 1) * 1.01)
+    hub.publish("2")
+    assert staying.ids() == ["t-1", "t-2"]
 
 
 def test_new_streams_without_an_id_do_not_hold_events() -> None:
