@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from importlib import metadata
 from typing import Any, Protocol
 from urllib.parse import parse_qs
@@ -566,10 +566,12 @@ class SSEApp:
         return fields
 
 
+@cache
 def package_version() -> str:
     """
     @return: The installed ssedemo's version, or C{"unknown"} when it runs
-        from a source tree that was never installed.
+        from a source tree that was never installed. Read once per process
+        (a search of the installed packages, several milliseconds).
     """
     try:
         return metadata.version("ssedemo")

@@ -700,4 +700,20 @@ def test_version_of_a_package_never_installed(monkeypatch: pytest.MonkeyPatch) -
         raise metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(metadata, "version", not_installed)
-    assert package_version() == "unknown"
+    package_version.cache_clear()
+    try:
+        assert package_version() == "unknown"
+    finally:
+        package_version.cache_clear()
+
+
+def test_version_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    The installed version is looked up once per process: a worker forked
+    after its parent read it does not search the installed packages again.
+    """
+    package_version.cache_clear()
+    found = package_version()
+    monkeypatch.setattr(metadata, "version", lambda name: "changed")
+    assert package_version() == found
+    package_version.cache_clear()

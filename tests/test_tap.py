@@ -19,6 +19,7 @@ from twisted.python.systemd import ListenFDs
 from twisted.python.usage import UsageError
 
 from sse_twisted import tap
+from sse_twisted.app import package_version
 from sse_twisted.ops.jsonlog import JsonLog
 from sse_twisted.ops.metrics_dir import MetricsDirectory
 from sse_twisted.ops.signals import SignalsInLoop
@@ -605,6 +606,18 @@ def test_workers_make_a_supervisor(tmp_path: Path) -> None:
     assert isinstance(supervisor, WorkerSupervisor)
     assert supervisor._start.func is ForkedWorker  # type: ignore[attr-defined]
     assert supervisor._count == 3
+
+
+def test_workers_inherit_the_version_read_by_their_parent() -> None:
+    """
+    The parent of C{--workers N} reads the installed version before the
+    workers are forked, so that none of them searches the installed
+    packages as it starts.
+    """
+    package_version.cache_clear()
+    args = ["--port", "tcp:0:interface=127.0.0.1", "--redis", REDIS]
+    makeService(parse(*args, "--workers", "2"), MemoryReactorClock())
+    assert package_version.cache_info().currsize == 1
 
 
 def test_make_service_on_a_given_endpoint() -> None:
