@@ -15,11 +15,14 @@ from redis_server import free_port, running_redis
 from test_scale_out import post, streams
 from twistd_process import TwistdServer, eventually
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs, formatEvent
 
 from sse_twisted.redis.address import RedisAddress, parse_redis_url
 from sse_twisted.redis.client import RedisConnection
-from sse_twisted.redis.connect import address_endpoint
+from sse_twisted.redis.connect import address_endpoint, server_endpoint
 from sse_twisted.redis.tls import ClientTLS, load_client_tls
 
 
@@ -197,3 +200,20 @@ def test_wrong_password_is_reported_not_a_crash(tmp_path: Path) -> None:
     assert output.count("Starting factory") == 1  # the web site, not per attempt
     refusals = output.count("Redis refused the password")
     assert refusals <= 2 * 5  # two connections, attempts 1, 2, 4, 8 (16)
+
+
+def test_an_ip_address_is_connected_to_without_a_lookup() -> None:
+    """
+    A Redis host given as an IPv4 or IPv6 address is connected to at once,
+    without a name lookup (which Twisted makes in a thread pool, started
+    first in a new worker); a host name is looked up.
+    """
+    for host in ("127.0.0.1", "::1"):
+        reactor = MemoryReactorClock()
+        server_endpoint(reactor, host, 6379, None).connect(
+            Factory.forProtocol(Protocol)
+        )
+        [(connected_host, port, *_)] = reactor.tcpClients
+        assert (connected_host, port) == (host, 6379)
+    named = server_endpoint(MemoryReactorClock(), "redis.internal", 6379, None)
+    assert isinstance(named, HostnameEndpoint)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import (
     HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
     UNIXClientEndpoint,
     wrapClientTLS,
 )
@@ -34,9 +37,18 @@ def server_endpoint(
 ) -> IStreamClientEndpoint:
     """
     @param tls: How to speak TLS to C{host}, or C{None} for plain TCP.
-    @return: The endpoint of a server at C{host} and C{port}.
+    @return: The endpoint of a server at C{host} and C{port}: a host name
+        is looked up (Twisted's L{HostnameEndpoint}), an IP address is
+        connected to at once (the former would look it up too, in a thread
+        pool, whose threads a new process or worker would start first).
     """
-    endpoint = HostnameEndpoint(reactor, host, port, timeout=COMMAND_TIMEOUT)
+    endpoint: IStreamClientEndpoint
+    if isIPAddress(host):
+        endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=COMMAND_TIMEOUT)
+    elif isIPv6Address(host):
+        endpoint = TCP6ClientEndpoint(reactor, host, port, timeout=COMMAND_TIMEOUT)
+    else:
+        endpoint = HostnameEndpoint(reactor, host, port, timeout=COMMAND_TIMEOUT)
     return endpoint if tls is None else wrapClientTLS(tls.creator(host), endpoint)
 
 
