@@ -198,6 +198,33 @@ def _then(result: T | Deferred[T], then: Callable[[T], Any]) -> Any:
     return then(result)
 
 
+class _Gathered:
+    """
+    Writes given to a stream are gathered until L{flush}ed, then written in
+    one; once flushed, each is written at once.
+    """
+
+    __slots__ = ("_sink", "_wires")
+
+    def __init__(self, sink: EventSink) -> None:
+        self._sink = sink
+        self._wires: list[bytes] | None = []
+
+    def __call__(self, wire: bytes) -> None:
+        if self._wires is None:
+            self._sink.write(wire)
+        else:
+            self._wires.append(wire)
+
+    def flush(self) -> None:
+        """
+        Write what was gathered, and from now on every write at once.
+        """
+        wires, self._wires = self._wires, None
+        if wires:
+            self._sink.write(b"".join(wires))
+
+
 class _Run(NamedTuple):
     """
     Held events written in one: of one topic, and with the conflation key
@@ -429,7 +456,7 @@ class Hub:
         if last_event_id:
             self._returning.add(self._clock.seconds())
             started = _then(
-                self._events.replay(last_event_id, wanted, sink.write),
+                self._replay(sink, last_event_id, wanted),
                 partial(self._replayed, sink, wanted, last_event_id, snapshot),
             )
         elif rewind is not None:
@@ -532,9 +559,33 @@ class Hub:
         Write the events after C{position}, then let the stream join.
         """
         return _then(
-            self._events.replay(position, topics, sink.write, exact=False),
+            self._replay(sink, position, topics, exact=False),
             partial(self._followed, sink, position),
         )
+
+    def _replay(
+        self, sink: EventSink, after: str, topics: Collection[str], exact: bool = True
+    ) -> bool | Deferred[bool]:
+        """
+        Have the log replay to C{sink} the events of C{topics} after
+        C{after} (see L{EventLog.replay}). Those it has at hand (all of
+        them, for the in-memory log and for a resume from a shared log's
+        newest entries) are written in one write: one chunk of the response
+        instead of one per event, for a client resuming after a restart,
+        which is owed a few dozen. Should that write publish events (the
+        hub does not know what a sink's write does), they are replayed
+        after it, as they would have been one by one.
+        """
+        gathered = _Gathered(sink)
+        replayed = self._events.replay(after, topics, gathered, exact)
+        while True:
+            end = self._events.last_id
+            gathered.flush()
+            if isinstance(replayed, Deferred) or not replayed or end is None:
+                return replayed
+            if self._events.last_id == end:
+                return replayed
+            replayed = self._events.replay(end, topics, gathered)
 
     def _followed(self, sink: EventSink, position: str, replayed: bool) -> None:
         if not replayed:

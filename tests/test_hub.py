@@ -197,6 +197,42 @@ def test_resume_replays_exactly_the_missed_events_then_live() -> None:
     assert [e[2] for e in resumed.events()] == [f"t-{n}" for n in range(2, 7)]
 
 
+def test_a_replay_is_written_in_one_write() -> None:
+    """
+    The events a resuming client is owed go to its stream in one write (one
+    chunk of the response); live events follow one write each.
+    """
+    hub, _ = make_hub()
+    for n in range(1, 6):
+        hub.publish(f"event {n}")
+    resumed = FakeSink()
+    hub.subscribe(resumed, last_event_id="t-1")
+    assert len(resumed.writes) == 1
+    hub.publish("event 6")
+    assert len(resumed.writes) == 2
+    assert resumed.data() == [f"event {n}" for n in range(2, 7)]
+
+
+def test_writes_that_publish_during_a_replay_are_replayed_again() -> None:
+    """
+    A stream whose every write publishes an event (up to three) gets each
+    of them after the replay, in order, before the live ones.
+    """
+    hub, _ = make_hub()
+    hub.publish("e1")
+
+    class Echo(FakeSink):
+        def write(self, data: bytes) -> None:
+            super().write(data)
+            if len(self.writes) <= 3:
+                hub.publish(f"echo {len(self.writes)}")
+
+    sink = Echo()
+    hub.subscribe(sink, last_event_id="t-0")
+    hub.publish("live")
+    assert sink.data() == ["e1", "echo 1", "echo 2", "echo 3", "live"]
+
+
 def test_event_published_during_replay_is_replayed_in_place() -> None:
     """
     If writing the replay leads to a new event being published (the hub
