@@ -302,8 +302,8 @@ class _ReturnCount:
     def passes(self) -> float:
         """
         @return: When the crowd passes if no other client resumes: a window
-            after the oldest of the last L{RETURN_CROWD} (in the past if
-            they are no crowd).
+            after the oldest of the last L{RETURN_CROWD} (already past if
+            they are not a crowd).
         """
         return self._times[self._oldest] + RETURN_WINDOW
 
