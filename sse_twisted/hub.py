@@ -576,16 +576,19 @@ class Hub:
         hub does not know what a sink's write does), they are replayed
         after it, as they would have been one by one.
         """
-        gathered = _Gathered(sink)
-        replayed = self._events.replay(after, topics, gathered, exact)
         while True:
+            gathered = _Gathered(sink)
+            replayed = self._events.replay(after, topics, gathered, exact)
             end = self._events.last_id
             gathered.flush()
-            if isinstance(replayed, Deferred) or not replayed or end is None:
+            if (
+                isinstance(replayed, Deferred)
+                or not replayed
+                or end is None
+                or self._events.last_id == end
+            ):
                 return replayed
-            if self._events.last_id == end:
-                return replayed
-            replayed = self._events.replay(end, topics, gathered)
+            after, exact = end, True
 
     def _followed(self, sink: EventSink, position: str, replayed: bool) -> None:
         if not replayed:

@@ -217,6 +217,7 @@ class MemoryLog:
         self._retained: RetainedValues[Record] = RetainedValues(max_keys)
         self._now = time.time if clock is None else clock.seconds
         self._seq = 0
+        self._replays = ReplayMemo()
 
     @property
     def last_id(self) -> str | None:
@@ -244,19 +245,29 @@ class MemoryLog:
         write: Callable[[bytes], object],
         exact: bool = True,
     ) -> bool:
+        if exact:
+            known = self._replays.find(self._seq, after, topics)
+            if known is not None:
+                if known:
+                    write(known)
+                return True
         seq = 0 if after == "" and not exact else self._parse(after)
         if seq is None:
             return False
         if not exact:
             seq = max(seq, self._seq - len(self._records))
-        while seq < self._seq:
-            seq += 1
-            index = seq - (self._seq - len(self._records) + 1)
-            if index < 0:
-                return False
-            record = self._records[index]
-            if record.topic in topics:
-                write(record.wire)
+        first = seq - (self._seq - len(self._records))
+        if first < 0:
+            return False
+        wire = b"".join(
+            record.wire
+            for record in islice(self._records, first, None)
+            if record.topic in topics
+        )
+        if exact:
+            self._replays.keep(self._seq, after, topics, wire)
+        if wire:
+            write(wire)
         return True
 
     def hold(self) -> None:
@@ -305,6 +316,56 @@ class MemoryLog:
             return None
         number = int(seq)
         return number if number <= self._seq else None
+
+
+class ReplayMemo:
+    """
+    What a log's latest replays wrote, while it has read up to the same
+    place. After a restart every client resumes after one of a few ids:
+    each would otherwise gather and join the same events again (a few
+    dozen each, with thousands of clients coming back within a second).
+    """
+
+    SIZE = 16
+    """The most replays kept."""
+
+    def __init__(self) -> None:
+        self._end: object = None
+        self._wires: dict[tuple[str, frozenset[str]], bytes] = {}
+
+    def find(self, end: object, after: str, topics: Collection[str]) -> bytes | None:
+        """
+        @param end: Where the log has read up to; a new place forgets all
+            the replays kept.
+        @return: What the replay of the events of C{topics} after the
+            event C{after} wrote, if it was kept at C{end}.
+        """
+        if end != self._end:
+            self._end = end
+            self._wires.clear()
+            return None
+        return self._wires.get((after, _frozen(topics)))
+
+    def forget(self) -> None:
+        """
+        Forget every replay kept: the log's newest entries changed without
+        it reading further.
+        """
+        self._wires.clear()
+
+    def keep(
+        self, end: object, after: str, topics: Collection[str], wire: bytes
+    ) -> None:
+        """
+        Keep C{wire}, what the replay of the events of C{topics} after the
+        event C{after} wrote with the log at C{end}, unless L{SIZE} are.
+        """
+        if end == self._end and len(self._wires) < self.SIZE:
+            self._wires[after, _frozen(topics)] = wire
+
+
+def _frozen(topics: Collection[str]) -> frozenset[str]:
+    return topics if isinstance(topics, frozenset) else frozenset(topics)
 
 
 def _is_sequence(text: str) -> bool:

@@ -13,7 +13,7 @@ from twisted.logger import capturedLogs, formatEvent
 from sse_twisted.event import InvalidEventField
 from sse_twisted.fanout import choose_fanout
 from sse_twisted.hub import RESYNC_EVENT, Hub
-from sse_twisted.log import MemoryLog
+from sse_twisted.log import MemoryLog, ReplayMemo
 from sse_twisted.testing import RecordingSink, parse
 
 
@@ -211,6 +211,54 @@ def test_a_replay_is_written_in_one_write() -> None:
     hub.publish("event 6")
     assert len(resumed.writes) == 2
     assert resumed.data() == [f"event {n}" for n in range(2, 7)]
+
+
+def test_resumes_after_one_id_get_what_the_log_holds_then() -> None:
+    """
+    Clients resuming after the same id (as after a restart) each get the
+    events after it, of their own topics; one resuming after another event
+    is published gets that one too.
+    """
+    hub, _ = make_hub()
+    for n in range(1, 4):
+        hub.publish(f"a{n}", topic="a")
+        hub.publish(f"b{n}", topic="b")
+    early = [FakeSink() for _ in range(3)]
+    for sink in early:
+        hub.subscribe(sink, ["a"], last_event_id="t-2")
+    other = FakeSink()
+    hub.subscribe(other, ["b"], last_event_id="t-2")
+    hub.publish("a4", topic="a")
+    late = FakeSink()
+    hub.subscribe(late, ["a"], last_event_id="t-2")
+    assert [sink.data() for sink in early] == [["a2", "a3", "a4"]] * 3
+    assert other.data() == ["b2", "b3"]
+    assert late.data() == ["a2", "a3", "a4"]
+    assert late.writes[0] == early[0].writes[0] + early[0].writes[1]
+
+
+def test_replays_are_kept_while_the_log_stays_where_it_is() -> None:
+    """
+    L{ReplayMemo} gives back a replay kept at the same log position, for
+    the same id and topics; a new position, or L{ReplayMemo.forget}, drops
+    them all; it keeps at most L{ReplayMemo.SIZE}.
+    """
+    memo = ReplayMemo()
+    assert memo.find(1, "x-1", ["a"]) is None
+    memo.keep(1, "x-1", ["a"], b"wire")
+    assert memo.find(1, "x-1", frozenset({"a"})) == b"wire"
+    assert memo.find(1, "x-1", ["b"]) is None
+    assert memo.find(1, "x-2", ["a"]) is None
+    assert memo.find(2, "x-1", ["a"]) is None  # the log moved on
+    memo.keep(1, "x-1", ["a"], b"stale")  # made at the old position
+    assert memo.find(2, "x-1", ["a"]) is None
+    memo.keep(2, "x-1", ["a"], b"new")
+    memo.forget()
+    assert memo.find(2, "x-1", ["a"]) is None
+    for n in range(ReplayMemo.SIZE + 1):
+        memo.keep(2, f"x-{n}", ["a"], b"w")
+    found = [memo.find(2, f"x-{n}", ["a"]) for n in range(ReplayMemo.SIZE + 1)]
+    assert found == [b"w"] * ReplayMemo.SIZE + [None]
 
 
 def test_writes_that_publish_during_a_replay_are_replayed_again() -> None:

@@ -646,6 +646,24 @@ def test_trimmed_before_read_tells_streams_to_resync() -> None:
     assert ids(pending)[-1] == "9-0"
 
 
+def test_a_replay_from_memory_is_not_given_again_once_entries_were_trimmed() -> None:
+    """
+    Clients resuming after the same recent entry get the same replay from
+    memory; once entries turn out trimmed unread, the next such client is
+    replayed from Redis instead, not from what was kept.
+    """
+    s = Setup(newest="2-0")
+    s.read(entry("3-0"))
+    assert ids(resume(s, "2-0")) == ["3-0"]
+    sent = len(s.publisher.sent)
+    assert ids(resume(s, "2-0")) == ["3-0"]
+    assert len(s.publisher.sent) == sent  # from memory, both
+    s.read(oldest="9-0")
+    again = resume(s, "2-0")
+    assert s.publisher.sent[-1][0][0] == "XRANGE"
+    assert [e.type for e in again.parsed().events] == []
+
+
 def test_reconnect_reads_on_from_the_last_entry() -> None:
     """
     After the reader's connection fails, it waits for the next connection

@@ -49,7 +49,7 @@ from twisted.python.failure import Failure
 
 from sse_twisted.event import InvalidEventField, encode_event
 from sse_twisted.hub import DEFAULT_TOPIC, MAX_EVENT_NAME, is_topic_name
-from sse_twisted.log import LogUnavailable, Record, Rewind, Snapshot
+from sse_twisted.log import LogUnavailable, Record, ReplayMemo, Rewind, Snapshot
 from sse_twisted.redis.client import (
     COMMAND_TIMEOUT,
     NotReplicated,
@@ -206,6 +206,7 @@ class RedisLog(Service):
         self._checked_from: EntryId | None = None
         self._resumptions: list[_Resumption] = []
         self._recent = RecentEntries(min(RECENT, history))
+        self._replays = ReplayMemo()
         self._retry: IDelayedCall | None = None
         self.skipped = 0
         """How many entries were skipped because they cannot be sent."""
@@ -400,16 +401,24 @@ class RedisLog(Service):
             entry of the stream (any more); fails with L{LogUnavailable}
             if the log was not readable within the hold time-out.
         """
+        at_hand = exact and self.readable
+        if at_hand:
+            known = self._replays.find(self._last_id, after, topics)
+            if known is not None:
+                if known:
+                    write(known)
+                return True
         if not exact and not after:
             after = "0-0"
         key = parse_entry_id(after)
         if key is None:
             return succeed(False)
-        newer = self._recent.after(key) if exact and self.readable else None
+        newer = self._recent.after(key) if at_hand else None
         if newer is not None:
-            for record in newer:
-                if record.topic in topics:
-                    write(record.wire)
+            wire = b"".join(record.wire for record in newer if record.topic in topics)
+            self._replays.keep(self._last_id, after, topics, wire)
+            if wire:
+                write(wire)
             return True
 
         def forget(_: Deferred[bool]) -> None:
@@ -651,6 +660,7 @@ class RedisLog(Service):
         """
         self._generation = self._reader.generation
         self._recent.clear()
+        self._replays.forget()
         self._recent.extend(
             (key, self._record(_text(raw_id), fields, count=False))
             for raw_id, fields in reversed(newest)
@@ -704,6 +714,7 @@ class RedisLog(Service):
         next ones read may not follow.
         """
         self._recent.clear()
+        self._replays.forget()
         if self._listener is not None:
             self._listener.resync(after)
         for resumption in list(self._resumptions):
