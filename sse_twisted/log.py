@@ -245,12 +245,8 @@ class MemoryLog:
         write: Callable[[bytes], object],
         exact: bool = True,
     ) -> bool:
-        if exact:
-            known = self._replays.find(self._seq, after, topics)
-            if known is not None:
-                if known:
-                    write(known)
-                return True
+        if exact and self._replays.write_kept(self._seq, after, topics, write):
+            return True
         seq = 0 if after == "" and not exact else self._parse(after)
         if seq is None:
             return False
@@ -266,8 +262,7 @@ class MemoryLog:
         )
         if exact:
             self._replays.keep(self._seq, after, topics, wire)
-        if wire:
-            write(wire)
+        _write_unless_empty(wire, write)
         return True
 
     def hold(self) -> None:
@@ -346,6 +341,25 @@ class ReplayMemo:
             return None
         return self._wires.get((after, _frozen(topics)))
 
+    def write_kept(
+        self,
+        end: object,
+        after: str,
+        topics: Collection[str],
+        write: Callable[[bytes], object],
+    ) -> bool:
+        """
+        Write the replay kept for C{end}, C{after} and C{topics}, if any
+        (see L{find}).
+
+        @return: Whether one was kept, and so written.
+        """
+        wire = self.find(end, after, topics)
+        if wire is None:
+            return False
+        _write_unless_empty(wire, write)
+        return True
+
     def forget(self) -> None:
         """
         Forget every replay kept: the log's newest entries changed without
@@ -362,6 +376,11 @@ class ReplayMemo:
         """
         if end == self._end and len(self._wires) < self.SIZE:
             self._wires[after, _frozen(topics)] = wire
+
+
+def _write_unless_empty(wire: bytes, write: Callable[[bytes], object]) -> None:
+    if wire:
+        write(wire)
 
 
 def _frozen(topics: Collection[str]) -> frozenset[str]:

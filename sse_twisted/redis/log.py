@@ -402,12 +402,8 @@ class RedisLog(Service):
             if the log was not readable within the hold time-out.
         """
         at_hand = exact and self.readable
-        if at_hand:
-            known = self._replays.find(self._last_id, after, topics)
-            if known is not None:
-                if known:
-                    write(known)
-                return True
+        if at_hand and self._replays.write_kept(self._last_id, after, topics, write):
+            return True
         if not exact and not after:
             after = "0-0"
         key = parse_entry_id(after)
