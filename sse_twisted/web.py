@@ -120,6 +120,10 @@ class StreamFirst(Resource):
 
     def render(self, request: Request) -> bytes | int:
         if request.method not in (b"GET", b"HEAD") or request.path != b"/sse":
+            if request.method != request.method.upper():
+                # Methods are case-sensitive (RFC 9110): "get" is not GET,
+                # though Klein's routing would take it for it.
+                return RequestError(501, "method not implemented").render(request)
             if not _unquotes_to_utf8(request.path):
                 # Klein answers these too, but in plain text and with a
                 # traceback in the log for each.

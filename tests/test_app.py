@@ -259,6 +259,9 @@ BAD_API_REQUESTS = [
     pytest.param("GET", "/api/nope", b"", {}, 404, id="unknown-path"),
     pytest.param("GET", "/sse%FF", b"", {}, 400, id="path-not-utf8"),
     pytest.param("POST", "/publish%C3", b"{}", JSON, 400, id="post-path-not-utf8"),
+    pytest.param("get", "/sse", b"", {}, 501, id="lowercase-get-sse"),
+    pytest.param("post", "/api", b"{}", JSON, 501, id="lowercase-post-api"),
+    pytest.param("Get", "/health", b"", {}, 501, id="mixed-case-get"),
 ]
 
 
